@@ -1,0 +1,49 @@
+// Package gpus is the host's GPU inventory (through NVML), who holds each
+// GPU (processes and container reservations), and the choice of free GPUs.
+package gpus
+
+// Inventory is what NVML reports about the host's GPUs, read once per command.
+type Inventory struct {
+	DriverVersion string // e.g. "580.95.05"; "" when unknown
+	CUDAVersion   string // CUDA driver API version, e.g. "13.0"; "" when unknown
+	Devices       []Device
+}
+
+// Device is one GPU. Index is NVML's index (PCI bus order), the order that
+// NVIDIA_VISIBLE_DEVICES uses. Fields whose query failed keep their zero value
+// and the query is named in Errors, so callers show what is known.
+type Device struct {
+	Index    int
+	UUID     string
+	Name     string
+	PCIBusID string // "00000000:18:00.0"
+
+	MemoryTotalMiB     uint64
+	MemoryUsedMiB      uint64
+	UtilizationPercent int // GPU (SM) utilisation, 0-100
+	TemperatureC       int
+	PowerW             int // power draw in watts
+	MIGEnabled         bool
+
+	Processes []Process
+
+	// Topology, used to choose well-connected sets of GPUs.
+	NUMANode    int   // -1 when unknown
+	NVLinkPeers []int // indexes of GPUs linked to this one by NVLink
+
+	// Errors maps a query ("memory", "utilization", "temperature", "power",
+	// "processes", "numa", "nvlink", "mig", ...) to the error NVML returned.
+	Errors map[string]string
+}
+
+// Process is a compute process on a GPU, as NVML reports it (host PID).
+type Process struct {
+	PID           int
+	UsedMemoryMiB uint64
+}
+
+// Known reports whether the query named q succeeded for this device.
+func (d Device) Known(q string) bool {
+	_, failed := d.Errors[q]
+	return !failed
+}
