@@ -2,17 +2,44 @@
 package commands
 
 import (
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/docker/cli/cli-plugins/plugin"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus"
 )
 
 // Deps are the dependencies the commands share, passed in so tests can
 // replace them.
-type Deps struct{}
+type Deps struct {
+	// NVML returns the NVML library: the host's, or a fake one in builds
+	// with the fakenvml tag. Init/Shutdown are the caller's.
+	NVML func() (nvml.Interface, error)
+	// ProcRoot is where host processes are looked up ("/proc").
+	ProcRoot string
+	// SystemPresets and UserPresets are the preset files, read in that order.
+	SystemPresets string
+	UserPresets   string
+	// StateDir holds the host-wide GPU lock and claim leases.
+	StateDir string
+	// Now is the clock.
+	Now func() time.Time
+}
 
 // DefaultDeps returns the dependencies used by the installed plugin.
-func DefaultDeps() Deps { return Deps{} }
+func DefaultDeps() Deps {
+	return Deps{
+		NVML:          gpus.OpenLibrary,
+		ProcRoot:      "/proc",
+		SystemPresets: "/etc/docker/perceptron/presets.yaml",
+		UserPresets:   "", // resolved from DOCKER_CONFIG at run time
+		StateDir:      "",
+		Now:           time.Now,
+	}
+}
 
 // NewRootCommand returns the "perceptron" command with its subcommands.
 func NewRootCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
