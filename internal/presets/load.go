@@ -1,0 +1,276 @@
+package presets
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+)
+
+// File is a preset file to read.
+type File struct {
+	Path   string
+	Source Source
+}
+
+// Options tell Load how to check settings.
+type Options struct {
+	// Flags returns a fresh flag set of the stock docker run command; a
+	// setting is valid when its name is one of these flags and Set accepts
+	// its value, so every value gets docker's own error message.
+	Flags func() *pflag.FlagSet
+	// Special checks values that docker's parsers do not take but that
+	// docker perceptron gives a meaning ("gpus: auto:2", "tty: auto") and
+	// options of its own ("gpu-max-memory"). It reports whether it handled
+	// the setting; when it did not, the docker flag parser checks it.
+	Special func(flag, value string) (bool, error)
+}
+
+// Load reads the built-in presets and then each file in order; a later
+// definition of a name replaces an earlier one. A file that does not exist
+// is skipped; one that exists but cannot be read is an error.
+func Load(builtin []byte, files []File, opts Options) (*Store, error) {
+	s := &Store{presets: map[string]*Preset{}}
+	if err := s.parse(builtin, File{Source: SourceBuiltin}, opts); err != nil {
+		return nil, fmt.Errorf("built-in presets: %w", err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading preset file: %w", err)
+		}
+		if err := s.parse(data, f, opts); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range s.Names() {
+		if _, err := s.expand(n, nil); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) parse(data []byte, f File, opts Options) error {
+	where := func(line int) string {
+		if f.Path == "" {
+			return fmt.Sprintf("line %d", line)
+		}
+		return fmt.Sprintf("%s:%d", f.Path, line)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		if f.Path == "" {
+			return fmt.Errorf("not valid YAML: %w", err)
+		}
+		return fmt.Errorf("%s: not valid YAML: %w", f.Path, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil // empty file
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return fmt.Errorf("%s: expected a mapping of preset names to presets", where(root.Line))
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		nameNode, body := root.Content[i], root.Content[i+1]
+		p := &Preset{Name: nameNode.Value, Source: f.Source, File: f.Path, Line: nameNode.Line}
+		if p.Name == "" || strings.ContainsAny(p.Name, " \t,") {
+			return fmt.Errorf("%s: invalid preset name %q: use letters, digits, '-', '_' or '.'", where(nameNode.Line), p.Name)
+		}
+		if body.Kind != yaml.MappingNode {
+			return fmt.Errorf("%s: preset %q: expected a mapping of docker run options to values", where(body.Line), p.Name)
+		}
+		if err := p.parseBody(body, opts); err != nil {
+			var le *lineError
+			if errors.As(err, &le) {
+				return fmt.Errorf("%s: preset %q: %w", where(le.line), p.Name, le.err)
+			}
+			return fmt.Errorf("%s: preset %q: %w", where(body.Line), p.Name, err)
+		}
+		s.presets[p.Name] = p
+	}
+	return nil
+}
+
+type lineError struct {
+	line int
+	err  error
+}
+
+func (e *lineError) Error() string { return e.err.Error() }
+
+func (e *lineError) Unwrap() error { return e.err }
+
+func (p *Preset) parseBody(body *yaml.Node, opts Options) error {
+	fail := func(n *yaml.Node, format string, args ...any) error {
+		return &lineError{line: n.Line, err: fmt.Errorf(format, args...)}
+	}
+	var flags *pflag.FlagSet
+	if opts.Flags != nil {
+		flags = opts.Flags()
+	}
+	for i := 0; i+1 < len(body.Content); i += 2 {
+		keyNode, val := body.Content[i], body.Content[i+1]
+		key := keyNode.Value
+		switch key {
+		case "description", "extends":
+			if val.Kind != yaml.ScalarNode {
+				return fail(val, "%s must be a string", key)
+			}
+			if key == "description" {
+				p.Description = val.Value
+			} else {
+				p.Extends = val.Value
+			}
+			continue
+		}
+		values, err := scalarValues(key, val)
+		if err != nil {
+			return &lineError{line: val.Line, err: err}
+		}
+		for _, v := range values {
+			if err := checkSetting(flags, opts.Special, key, v.Value); err != nil {
+				return fail(v, "%w", err)
+			}
+			p.Settings = append(p.Settings, Setting{Flag: Canonical(flagName(flags, key)), Value: v.Value, Line: v.Line})
+		}
+	}
+	return nil
+}
+
+// mapValued are the options whose values may be written as a YAML mapping
+// of KEY: value, each becoming KEY=value.
+var mapValued = map[string]bool{
+	"env": true, "label": true, "annotation": true, "sysctl": true,
+	"log-opt": true, "storage-opt": true, "ulimit": true,
+}
+
+// scalarValues returns the values a YAML node gives an option: a scalar is
+// one, a sequence is one per item, a mapping (for KEY=value options) one per
+// pair.
+func scalarValues(key string, n *yaml.Node) ([]*yaml.Node, error) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		return []*yaml.Node{n}, nil
+	case yaml.SequenceNode:
+		if !Repeatable(key) {
+			return nil, fmt.Errorf("%s takes one value, not a list", key)
+		}
+		for _, item := range n.Content {
+			if item.Kind != yaml.ScalarNode {
+				return nil, fmt.Errorf("%s: list items must be strings", key)
+			}
+		}
+		return n.Content, nil
+	case yaml.MappingNode:
+		if !mapValued[Canonical(key)] {
+			return nil, fmt.Errorf("%s takes a value or a list, not a mapping", key)
+		}
+		var out []*yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if v.Kind != yaml.ScalarNode {
+				return nil, fmt.Errorf("%s: value of %s must be a string", key, k.Value)
+			}
+			kv := k.Value
+			if v.Tag != "!!null" {
+				kv += "=" + v.Value
+			}
+			out = append(out, &yaml.Node{Kind: yaml.ScalarNode, Value: kv, Line: k.Line})
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%s: unsupported value", key)
+}
+
+// flagName returns the long name of the option key, which may be a
+// shorthand ("p" for "publish").
+func flagName(flags *pflag.FlagSet, key string) string {
+	if flags != nil && len(key) == 1 {
+		if f := flags.ShorthandLookup(key); f != nil {
+			return f.Name
+		}
+	}
+	return key
+}
+
+func checkSetting(flags *pflag.FlagSet, special func(string, string) (bool, error), key, value string) error {
+	if special != nil {
+		handled, err := special(key, value)
+		if handled || err != nil {
+			return err
+		}
+	}
+	if flags == nil {
+		return nil
+	}
+	f := flags.Lookup(flagName(flags, key))
+	if f == nil || f.Name == "help" || f.Name == "detach" {
+		if f != nil {
+			return fmt.Errorf("%s cannot be set in a preset: give it on the command line", key)
+		}
+		if s := suggest(flags, key); s != "" {
+			return fmt.Errorf("unknown docker run option %q: did you mean %q?", key, s)
+		}
+		return fmt.Errorf("unknown docker run option %q (see 'docker run --help' for the option names)", key)
+	}
+	if err := f.Value.Set(value); err != nil {
+		return fmt.Errorf("invalid value %q for %s: %w", value, key, err)
+	}
+	return nil
+}
+
+// suggest returns the option name closest to key, or "" when none is close.
+func suggest(flags *pflag.FlagSet, key string) string {
+	norm := strings.ToLower(strings.ReplaceAll(strings.TrimLeft(key, "-"), "_", "-"))
+	type cand struct {
+		name string
+		d    int
+	}
+	var cands []cand
+	flags.VisitAll(func(f *pflag.Flag) {
+		if f.Hidden || f.Deprecated != "" {
+			return
+		}
+		cands = append(cands, cand{f.Name, levenshtein(norm, f.Name)})
+	})
+	sort.SliceStable(cands, func(i, j int) bool {
+		if cands[i].d != cands[j].d {
+			return cands[i].d < cands[j].d
+		}
+		return cands[i].name < cands[j].name
+	})
+	if len(cands) == 0 || cands[0].d > max(2, len(norm)/3) {
+		return ""
+	}
+	return cands[0].name
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
