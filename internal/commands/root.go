@@ -55,6 +55,7 @@ func NewRootCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 	cmd.AddCommand(
 		newRunCommand(dockerCLI, deps),
 		newCreateCommand(dockerCLI, deps),
+		newPresetsCommand(dockerCLI, deps),
 	)
 	return cmd
 }
