@@ -133,6 +133,7 @@ func (p *Preset) parseBody(body *yaml.Node, opts Options) error {
 			}
 			continue
 		}
+		key = Canonical(flagName(flags, key))
 		values, err := scalarValues(key, val)
 		if err != nil {
 			return &lineError{line: val.Line, err: err}
@@ -141,7 +142,7 @@ func (p *Preset) parseBody(body *yaml.Node, opts Options) error {
 			if err := checkSetting(flags, opts.Special, key, v.Value); err != nil {
 				return fail(v, "%w", err)
 			}
-			p.Settings = append(p.Settings, Setting{Flag: Canonical(flagName(flags, key)), Value: v.Value, Line: v.Line})
+			p.Settings = append(p.Settings, Setting{Flag: key, Value: v.Value, Line: v.Line})
 		}
 	}
 	return nil

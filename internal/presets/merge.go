@@ -10,7 +10,7 @@ import (
 //     mount destination, ...) in over replaces base's values with the same key;
 //     base's other keys stay;
 //   - another repeatable option (dns, cap-add, device, ...) in over is added
-//     to base's;
+//     to base's, but --network in over replaces all of base's networks;
 //   - a single-valued option (shm-size, rm, gpus, ...) in over replaces base's;
 //   - a few options in over make an option of base meaningless or
 //     conflicting, and drop it: --ipc other than private/shareable drops
@@ -29,13 +29,14 @@ func Merge(base, over []Setting) []Setting {
 	}
 	dropped := func(s Setting) bool {
 		name := Canonical(s.Flag)
+		if supersededBy(name, overFlags) {
+			return true
+		}
 		if k, ok := Key(name, s.Value); ok {
 			return overKeys[k]
 		}
-		if _, set := overFlags[name]; set && !Repeatable(name) {
-			return true
-		}
-		return supersededBy(name, overFlags)
+		_, set := overFlags[name]
+		return set && (!Repeatable(name) || replacedWhole[name])
 	}
 	out := make([]Setting, 0, len(base)+len(over))
 	for _, s := range base {
@@ -45,6 +46,10 @@ func Merge(base, over []Setting) []Setting {
 	}
 	return append(out, over...)
 }
+
+// replacedWhole are repeatable options that the user gives as a whole: a
+// user's --network replaces all of a preset's networks.
+var replacedWhole = map[string]bool{"network": true}
 
 // supersededBy reports whether the options in over make base's option name
 // conflict or meaningless.

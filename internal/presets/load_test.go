@@ -1,0 +1,211 @@
+package presets_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/docker/cli/cli/command"
+	"github.com/docker/cli/cli/command/commands"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/perceptron/docker-perceptron/internal/presets"
+)
+
+// runFlags returns the flag set of docker/cli's own run command, so that
+// the tests check values with docker's own parsers, as the plugin does.
+func runFlags(t *testing.T) func() *pflag.FlagSet {
+	t.Helper()
+	dockerCLI, err := command.NewDockerCli()
+	assert.NilError(t, err)
+	return func() *pflag.FlagSet {
+		root := &cobra.Command{Use: "docker"}
+		commands.AddCommands(root, dockerCLI)
+		run, _, err := root.Find([]string{"run"})
+		assert.NilError(t, err)
+		return run.Flags()
+	}
+}
+
+func special(flag, value string) (bool, error) {
+	return flag == "tty" && value == "auto", nil
+}
+
+func writeFile(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	assert.NilError(t, os.WriteFile(p, []byte(text), 0o644))
+	return p
+}
+
+func TestLoad(t *testing.T) {
+	opts := presets.Options{Flags: runFlags(t), Special: special}
+	system := writeFile(t, "system.yaml", `
+base:
+  description: site base
+  ulimit: {memlock: -1, stack: 67108864}
+  env:
+    NCCL_DEBUG: WARN
+    HTTP_PROXY:
+mine:
+  extends: base
+  p: ["8000", "6006"]
+  shm-size: 2g
+  rm: true
+  tty: auto
+  env: [NCCL_DEBUG=INFO]
+`)
+	user := writeFile(t, "user.yaml", `
+base:
+  description: user base replaces the site's
+  shm-size: 4g
+`)
+	store, err := presets.Load(presets.Builtin, []presets.File{
+		{Path: system, Source: presets.SourceSystem},
+		{Path: user, Source: presets.SourceUser},
+		{Path: filepath.Join(t.TempDir(), "missing.yaml"), Source: presets.SourceUser},
+	}, opts)
+	assert.NilError(t, err)
+
+	base, err := store.Get("base")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(base.Source, presets.SourceUser))
+	assert.Check(t, is.Equal(base.Description, "user base replaces the site's"))
+
+	mine, err := store.Get("mine")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(mine.Source, presets.SourceSystem))
+	assert.Check(t, is.Equal(mine.Line, 8))
+
+	got, err := store.Expand("mine")
+	assert.NilError(t, err)
+	want := []presets.Setting{
+		{Flag: "publish", Value: "8000", Line: 10},
+		{Flag: "publish", Value: "6006", Line: 10},
+		{Flag: "shm-size", Value: "2g", Line: 11},
+		{Flag: "rm", Value: "true", Line: 12},
+		{Flag: "tty", Value: "auto", Line: 13},
+		{Flag: "env", Value: "NCCL_DEBUG=INFO", Line: 14},
+	}
+	// "base" is now the user's: only its shm-size, overridden by mine's.
+	assert.DeepEqual(t, got, want)
+
+	names := store.Names()
+	assert.Check(t, is.Contains(names, "tf-train"))
+	assert.Check(t, is.Contains(names, "mine"))
+}
+
+func TestLoadBuiltin(t *testing.T) {
+	store, err := presets.Load(presets.Builtin, nil, presets.Options{Flags: runFlags(t), Special: special})
+	assert.NilError(t, err)
+	for _, name := range []string{"tf-train", "pytorch-train", "jax-train", "jupyter", "tensorboard"} {
+		p, err := store.Get(name)
+		assert.NilError(t, err)
+		assert.Check(t, p.Description != "", name)
+		assert.Check(t, is.Equal(p.Source, presets.SourceBuiltin))
+	}
+	tf, err := store.Expand("tf-train")
+	assert.NilError(t, err)
+	// The flags of the Perceptron tutorial.
+	assert.DeepEqual(t, presets.Args(tf), []string{
+		"--shm-size", "1g", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
+		"--publish", "8000", "--rm", "--interactive", "--tty=auto",
+	})
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		text string
+		want string
+	}{
+		{
+			name: "not YAML",
+			text: "a:\n  shm-size: [1g\n",
+			want: `FILE: not valid YAML: yaml: line 1: did not find expected ',' or ']'`,
+		},
+		{
+			name: "unknown option, closest suggested",
+			text: "train:\n  shm_size: 1g\n",
+			want: `FILE:2: preset "train": unknown docker run option "shm_size": did you mean "shm-size"?`,
+		},
+		{
+			name: "unknown option, nothing close",
+			text: "train:\n  description: x\n  frobnicate-everything: 1\n",
+			want: `FILE:3: preset "train": unknown docker run option "frobnicate-everything" (see 'docker run --help' for the option names)`,
+		},
+		{
+			name: "invalid value gets docker's message",
+			text: "train:\n  shm-size: lots\n",
+			want: `FILE:2: preset "train": invalid value "lots" for shm-size: invalid size: 'lots'`,
+		},
+		{
+			name: "invalid ulimit in a list",
+			text: "train:\n  ulimit:\n    - memlock=-1\n    - stack\n",
+			want: `FILE:4: preset "train": invalid value "stack" for ulimit: invalid ulimit argument: stack`,
+		},
+		{
+			name: "list for a single-valued option",
+			text: "train:\n  shm-size: [1g, 2g]\n",
+			want: `FILE:2: preset "train": shm-size takes one value, not a list`,
+		},
+		{
+			name: "mapping for an option without keys",
+			text: "train:\n  publish: {a: b}\n",
+			want: `FILE:2: preset "train": publish takes a value or a list, not a mapping`,
+		},
+		{
+			name: "detach belongs on the command line",
+			text: "train:\n  detach: true\n",
+			want: `FILE:2: preset "train": detach cannot be set in a preset: give it on the command line`,
+		},
+		{
+			name: "extends cycle",
+			text: "a:\n  extends: b\nb:\n  extends: c\nc:\n  extends: a\n",
+			want: `FILE:1: preset "a": extends cycle: a -> b -> c -> a`,
+		},
+		{
+			name: "extends unknown",
+			text: "a:\n  extends: nope\n",
+			want: `FILE:1: preset "a": extends unknown preset "nope"`,
+		},
+		{
+			name: "preset is not a mapping",
+			text: "a: 3\n",
+			want: `FILE:1: preset "a": expected a mapping of docker run options to values`,
+		},
+		{
+			name: "top level is not a mapping",
+			text: "- a\n",
+			want: `FILE:1: expected a mapping of preset names to presets`,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeFile(t, "presets.yaml", tc.text)
+			_, err := presets.Load(presets.Builtin, []presets.File{{Path: path, Source: presets.SourceUser}},
+				presets.Options{Flags: runFlags(t), Special: special})
+			want := tc.want
+			if len(want) >= 4 && want[:4] == "FILE" {
+				want = path + want[4:]
+			}
+			assert.ErrorContains(t, err, want)
+		})
+	}
+}
+
+func TestLoadUnreadableFile(t *testing.T) {
+	dir := t.TempDir() // a directory where a file is expected: exists, cannot be read
+	_, err := presets.Load(presets.Builtin, []presets.File{{Path: dir, Source: presets.SourceUser}}, presets.Options{})
+	assert.ErrorContains(t, err, "reading preset file")
+}
+
+func TestUnknownPreset(t *testing.T) {
+	store, err := presets.Load(presets.Builtin, nil, presets.Options{})
+	assert.NilError(t, err)
+	_, err = store.Expand("tf-train", "nope")
+	assert.Error(t, err, `unknown preset "nope": known presets are jax-train, jupyter, pytorch-train, tensorboard, tf-train (see 'docker perceptron presets ls')`)
+}
