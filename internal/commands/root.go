@@ -27,6 +27,9 @@ type Deps struct {
 	StateDir string
 	// Now is the clock.
 	Now func() time.Time
+	// User names the user running the plugin, for the label that tells
+	// other users who holds a container.
+	User func() string
 }
 
 // DefaultDeps returns the dependencies used by the installed plugin.
@@ -38,6 +41,7 @@ func DefaultDeps() Deps {
 		UserPresets:   "", // resolved from DOCKER_CONFIG at run time
 		StateDir:      "",
 		Now:           time.Now,
+		User:          currentUser,
 	}
 }
 

@@ -163,7 +163,7 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, name st
 	if len(inv.presets) > 0 {
 		settings = presets.Merge([]presets.Setting{{Flag: "label", Value: labelPresets + "=" + strings.Join(inv.presets, ",")}}, settings)
 	}
-	if u := currentUser(); u != "" {
+	if u := deps.User(); u != "" {
 		settings = presets.Merge([]presets.Setting{{Flag: "label", Value: labelUser + "=" + u}}, settings)
 	}
 
