@@ -1,0 +1,216 @@
+// Package claims keeps GPU claims consistent across every invocation of the
+// plugin on a host, by any user: a host-wide lock, short leases on GPUs chosen
+// for containers that do not exist yet, and a FIFO queue for those waiting for
+// GPUs to free up.
+//
+// Once a container exists, Docker is the ledger (the claim rides on it as a
+// label) and its lease is released; leases only cover the window between
+// choosing GPUs and creating the container.
+//
+// Everything lives in one state directory shared by all users (see StateDir).
+// Other users can write there, so no file in it is trusted: nothing is opened
+// through a symlink, only regular files are read, a file that cannot be parsed
+// is ignored, and the user behind a lease or ticket is the file's owner, not
+// what the file says. The directory itself must be a real directory, owned by
+// us or root, or shared the way /tmp is (world-writable and sticky, so only a
+// file's owner — and the directory's — can remove it).
+//
+// The directory must be local to the host: liveness is judged by PID.
+package claims
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// EnvStateDir names the environment variable that overrides DefaultStateDir.
+const EnvStateDir = "PERCEPTRON_STATE_DIR"
+
+// DefaultStateDir is where claims live unless EnvStateDir says otherwise.
+//
+// /tmp is the one directory every user can write without an installer or
+// root; /var/lib or /run would need root to create. The first invocation
+// creates it with mode 1777, like /tmp itself, so every user can add files
+// and only a file's owner can remove them. systemd's tmpfiles may clean /tmp,
+// but only of old files, and the state here lives for seconds (the lock file
+// is recreated on demand).
+const DefaultStateDir = "/tmp/docker-perceptron"
+
+// maxFileSize bounds what is read from a lease or ticket file.
+const maxFileSize = 64 << 10
+
+// StateDir returns $PERCEPTRON_STATE_DIR, or DefaultStateDir when it is empty.
+func StateDir() string {
+	if d := os.Getenv(EnvStateDir); d != "" {
+		return d
+	}
+	return DefaultStateDir
+}
+
+// ErrUnsafeDir is returned (wrapped) when the state directory is not one we
+// can trust: a symlink, not a directory, or writable by others without the
+// sticky bit.
+var ErrUnsafeDir = errors.New("unsafe state directory")
+
+// openDir opens dir without following a symlink at its last element (the
+// elements above are trusted, as /tmp is) and checks it is safe to keep claims
+// in. With create, a missing dir is made with mode 1777. All file operations
+// then go through the returned descriptor, so dir cannot be swapped for
+// another under us. It returns (nil, nil) when dir is missing and !create.
+func openDir(dir string, create bool) (*os.File, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("%w: no directory given", ErrUnsafeDir)
+	}
+	made := false
+	if create {
+		// Mkdir applies the umask; the mode is set below, on the
+		// descriptor, so a symlink swapped in between cannot redirect it.
+		switch err := unix.Mkdir(dir, 0o700); {
+		case err == nil:
+			made = true
+		case errors.Is(err, unix.EEXIST):
+		default:
+			return nil, fmt.Errorf("creating state directory: %w", &os.PathError{Op: "mkdir", Path: dir, Err: err})
+		}
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT) && !create:
+		return nil, nil
+	case errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR):
+		// Linux answers ENOTDIR for a symlink opened with O_DIRECTORY.
+		if fi, lerr := os.Lstat(dir); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return nil, fmt.Errorf("%w: %s is a symlink", ErrUnsafeDir, dir)
+		}
+		return nil, fmt.Errorf("%w: %s is not a directory", ErrUnsafeDir, dir)
+	case err != nil:
+		return nil, fmt.Errorf("opening state directory: %w", &os.PathError{Op: "open", Path: dir, Err: err})
+	}
+	f := os.NewFile(uintptr(fd), dir)
+	if made {
+		if err := unix.Fchmod(fd, 0o777|unix.S_ISVTX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("sharing state directory %s: %w", dir, err)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("state directory %s: %w", dir, err)
+	}
+	if err := checkDir(dir, &st, uint32(os.Geteuid())); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// checkDir decides whether a directory may hold claims.
+func checkDir(dir string, st *unix.Stat_t, uid uint32) error {
+	worldWritable := st.Mode&0o002 != 0
+	sticky := st.Mode&unix.S_ISVTX != 0
+	switch {
+	case worldWritable && !sticky:
+		return fmt.Errorf("%w: %s is world-writable without the sticky bit (anyone could remove or replace claims); run chmod 1777 %s", ErrUnsafeDir, dir, dir)
+	case st.Uid == uid || st.Uid == 0, worldWritable && sticky:
+		return nil
+	}
+	return fmt.Errorf("%w: %s belongs to user %d and is not shared (mode %#o, want 1777); remove it or set %s", ErrUnsafeDir, dir, st.Uid, st.Mode&0o7777, EnvStateDir)
+}
+
+// readFile reads the regular file name in dir without following symlinks or
+// blocking on a FIFO, and returns its content and owner.
+func readFile(dir *os.File, name string) ([]byte, uint32, error) {
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, 0, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, 0, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, 0, fmt.Errorf("%s is not a regular file", name)
+	}
+	if st.Size > maxFileSize {
+		return nil, 0, fmt.Errorf("%s is too large (%d bytes)", name, st.Size)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxFileSize))
+	return b, st.Uid, err
+}
+
+// createFile atomically creates name in dir holding data, readable by all:
+// it is written under a temporary name and hard-linked into place, so readers
+// never see it half written and an existing name fails with EEXIST.
+func createFile(dir *os.File, name string, data []byte) error {
+	dfd := int(dir.Fd())
+	tmp := ".tmp-" + newToken()
+	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return &os.PathError{Op: "create", Path: tmp, Err: err}
+	}
+	defer unix.Unlinkat(dfd, tmp, 0) //nolint:errcheck // the link, if made, is what counts
+	f := os.NewFile(uintptr(fd), tmp)
+	_, err = f.Write(data)
+	if err == nil {
+		err = unix.Fchmod(fd, 0o644) // the umask must not hide claims from other users
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := unix.Linkat(dfd, tmp, dfd, name, 0); err != nil {
+		return &os.PathError{Op: "link", Path: name, Err: err}
+	}
+	return nil
+}
+
+// listNames returns the names in dir that start with prefix.
+func listNames(dir *os.File, prefix string) ([]string, error) {
+	// Read through a fresh descriptor: a directory's read offset is shared
+	// and would be at the end after a first listing.
+	fd, err := unix.Openat(int(dir.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", dir.Name(), err)
+	}
+	d := os.NewFile(uintptr(fd), dir.Name())
+	defer d.Close()
+	all, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", dir.Name(), err)
+	}
+	var names []string
+	for _, n := range all {
+		if strings.HasPrefix(n, prefix) {
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
+
+// alive reports whether process pid exists and, where /proc shows it, belongs
+// to user owner, so a file cannot keep a claim alive by naming someone else's
+// long-lived process. Root's files may name any process.
+func alive(pid int, owner uint32) bool {
+	if pid <= 0 {
+		return false
+	}
+	// EPERM: the process exists but belongs to another user.
+	if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+		return false
+	}
+	var st unix.Stat_t
+	if owner != 0 && unix.Stat(fmt.Sprintf("/proc/%d", pid), &st) == nil && st.Uid != owner {
+		return false
+	}
+	return true
+}

@@ -1,0 +1,161 @@
+package claims
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const ticketPrefix = "ticket-"
+
+// ErrTicketLost is returned when a ticket's file has disappeared from the
+// queue (removed by hand, or the state directory was cleaned).
+var ErrTicketLost = errors.New("queue ticket lost")
+
+// Ticket is a place in the FIFO queue of invocations waiting for GPUs
+// (`--wait`). The head is the oldest ticket whose process is alive; tickets of
+// dead processes are skipped. A waiter that is alive but stopped (^Z) holds
+// the queue until it resumes or exits.
+type Ticket struct {
+	Seq   uint64 // position: later tickets have higher numbers
+	Token string
+
+	dir  string
+	name string
+}
+
+type ticketFile struct {
+	Token   string    `json:"token"`
+	PID     int       `json:"pid"`
+	Created time.Time `json:"created"`
+}
+
+// Enqueue joins the queue in dir (created if missing) behind every ticket
+// already there. It does not need the lock: each ticket is a file named by a
+// sequence number one above the highest present, created exclusively, so
+// concurrent Enqueues get distinct places.
+func Enqueue(dir string) (*Ticket, error) {
+	return enqueue(dir, os.Getpid())
+}
+
+func enqueue(dir string, pid int) (*Ticket, error) {
+	d, err := openDir(dir, true)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := listNames(d, ticketPrefix)
+	if err != nil {
+		return nil, err
+	}
+	var seq uint64
+	for _, n := range names {
+		// Ignore absurd numbers, planted to make the sequence wrap.
+		if s, ok := ticketSeq(n); ok && s < 1<<60 {
+			seq = max(seq, s)
+		}
+	}
+	t := &Ticket{Token: newToken(), dir: dir}
+	data, err := json.Marshal(ticketFile{Token: t.Token, PID: pid, Created: time.Now()})
+	if err != nil {
+		return nil, err
+	}
+	for range 1000 {
+		seq++
+		t.Seq, t.name = seq, ticketName(seq)
+		err = createFile(d, t.name, data)
+		if !errors.Is(err, unix.EEXIST) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("joining the GPU queue: %w", err)
+	}
+	return t, nil
+}
+
+// Ahead returns how many live tickets are ahead of t. Our own dead tickets
+// met on the way are removed.
+func (t *Ticket) Ahead() (int, error) {
+	d, err := openDir(t.dir, false)
+	if err != nil {
+		return 0, err
+	}
+	if d == nil {
+		return 0, fmt.Errorf("%w: %s is gone", ErrTicketLost, t.dir)
+	}
+	defer d.Close()
+	if tf, owner, ok := readTicket(d, t.name); !ok || tf.Token != t.Token || owner != uint32(os.Geteuid()) {
+		return 0, fmt.Errorf("%w: %s/%s", ErrTicketLost, t.dir, t.name)
+	}
+	names, err := listNames(d, ticketPrefix)
+	if err != nil {
+		return 0, err
+	}
+	me := uint32(os.Geteuid())
+	ahead := 0
+	for _, n := range names {
+		s, ok := ticketSeq(n)
+		if !ok || s >= t.Seq {
+			continue
+		}
+		tf, owner, ok := readTicket(d, n)
+		switch {
+		case !ok:
+		case alive(tf.PID, owner):
+			ahead++
+		case owner == me:
+			unix.Unlinkat(int(d.Fd()), n, 0) //nolint:errcheck // another waiter may have removed it
+		}
+	}
+	return ahead, nil
+}
+
+// IsHead reports whether t is first among the live tickets.
+func (t *Ticket) IsHead() (bool, error) {
+	n, err := t.Ahead()
+	return n == 0 && err == nil, err
+}
+
+// Leave removes t from the queue; leaving twice is not an error.
+func (t *Ticket) Leave() error {
+	d, err := openDir(t.dir, false)
+	if d == nil || err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Unlinkat(int(d.Fd()), t.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("leaving the GPU queue: %w", &os.PathError{Op: "remove", Path: t.dir + "/" + t.name, Err: err})
+	}
+	return nil
+}
+
+// ticketName pads the sequence so names sort in queue order in a listing.
+func ticketName(seq uint64) string { return fmt.Sprintf("%s%020d", ticketPrefix, seq) }
+
+func ticketSeq(name string) (uint64, bool) {
+	s, ok := strings.CutPrefix(name, ticketPrefix)
+	if !ok || len(s) != 20 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	return n, err == nil
+}
+
+func readTicket(d *os.File, name string) (ticketFile, uint32, bool) {
+	data, owner, err := readFile(d, name)
+	if err != nil {
+		return ticketFile{}, 0, false
+	}
+	var tf ticketFile
+	if json.Unmarshal(data, &tf) != nil || !validToken(tf.Token) || tf.PID <= 0 {
+		return ticketFile{}, 0, false
+	}
+	return tf, owner, true
+}
