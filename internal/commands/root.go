@@ -9,6 +9,8 @@ import (
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 
+	"github.com/perceptron/docker-perceptron/internal/alloc"
+	"github.com/perceptron/docker-perceptron/internal/claims"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
 )
 
@@ -18,13 +20,19 @@ type Deps struct {
 	// NVML returns the NVML library: the host's, or a fake one in builds
 	// with the fakenvml tag. Init/Shutdown are the caller's.
 	NVML func() (nvml.Interface, error)
+	// Containers returns the Docker API that GPU holders are looked up
+	// with: the docker CLI's client.
+	Containers func(command.Cli) gpus.ContainerAPI
 	// ProcRoot is where host processes are looked up ("/proc").
 	ProcRoot string
 	// SystemPresets and UserPresets are the preset files, read in that order.
 	SystemPresets string
 	UserPresets   string
-	// StateDir holds the host-wide GPU lock and claim leases.
+	// StateDir holds the host-wide GPU lock, claim leases and queue; ""
+	// means claims.StateDir() (PERCEPTRON_STATE_DIR, or a default).
 	StateDir string
+	// CachePath is the user's cache of containers' GPU reservations.
+	CachePath string
 	// Now is the clock.
 	Now func() time.Time
 	// User names the user running the plugin, for the label that tells
@@ -36,13 +44,22 @@ type Deps struct {
 func DefaultDeps() Deps {
 	return Deps{
 		NVML:          gpus.OpenLibrary,
+		Containers:    func(c command.Cli) gpus.ContainerAPI { return c.Client() },
 		ProcRoot:      "/proc",
 		SystemPresets: "/etc/docker/perceptron/presets.yaml",
 		UserPresets:   "", // resolved from DOCKER_CONFIG at run time
 		StateDir:      "",
+		CachePath:     alloc.DefaultCachePath(),
 		Now:           time.Now,
 		User:          currentUser,
 	}
+}
+
+func (d Deps) stateDir() string {
+	if d.StateDir != "" {
+		return d.StateDir
+	}
+	return claims.StateDir()
 }
 
 // NewRootCommand returns the "perceptron" command with its subcommands.

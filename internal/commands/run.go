@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
@@ -29,11 +33,32 @@ const (
 type runOptions struct {
 	presets []string
 	dryRun  bool
+	wait    string // "" no waiting; "0" no time limit; else a duration
 }
 
 func (o *runOptions) addFlags(flags *pflag.FlagSet) {
 	flags.StringArrayVar(&o.presets, "preset", nil, "apply a named preset before the other options (repeatable; see 'docker perceptron presets ls')")
 	flags.BoolVar(&o.dryRun, "dry-run", false, "print the equivalent docker command instead of running it")
+	flags.StringVar(&o.wait, "wait", "", "with --gpus auto: wait in line until enough GPUs are free, at most DURATION if given (e.g. --wait=30m)")
+	flags.Lookup("wait").NoOptDefVal = "0"
+	flags.String(optGPUMaxMemory, "", "with --gpus auto: a GPU using more memory than this is not free (default 1g)")
+	flags.String(optGPUMaxUtil, "", "with --gpus auto: a GPU busier than this percentage is not free (default 10)")
+}
+
+// waitLimit returns whether to wait for GPUs, and for how long at most (0:
+// no limit).
+func (o *runOptions) waitLimit() (bool, time.Duration, error) {
+	switch o.wait {
+	case "":
+		return false, 0, nil
+	case "0":
+		return true, 0, nil
+	}
+	d, err := time.ParseDuration(o.wait)
+	if err != nil || d < 0 {
+		return false, 0, fmt.Errorf("invalid --wait %q: use a duration such as 30m, or --wait alone to wait as long as it takes", o.wait)
+	}
+	return true, d, nil
 }
 
 func newRunCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
@@ -114,10 +139,13 @@ func parseContainerArgs(flags *pflag.FlagSet, args []string) (invocation, error)
 	if g := flags.Lookup("gpus"); g != nil {
 		g.Value = &rawValue{}
 	}
-	own := map[string]bool{"preset": true, "dry-run": true}
+	own := map[string]bool{"preset": true, "dry-run": true, "wait": true}
 	err := flags.ParseAll(args, func(f *pflag.Flag, value string) error {
 		if err := f.Value.Set(value); err != nil {
 			return fmt.Errorf("invalid argument %q for \"--%s\" flag: %w", value, f.Name, err)
+		}
+		if _, err := specialSetting(f.Name, value); err != nil {
+			return err
 		}
 		switch {
 		case own[f.Name]:
@@ -160,6 +188,18 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, name st
 	}
 	settings := presets.Merge(presets.DropKeys(fromPresets, fileKeys), inv.user)
 	settings = resolveTTY(settings, dockerCLI.In().IsTerminal())
+	wait, waitLimit, err := inv.waitLimit()
+	if err != nil {
+		return cli.StatusError{StatusCode: 125, Status: err.Error()}
+	}
+	settings, release, err := claimWithSignals(ctx, waitLimit, func(ctx context.Context) ([]presets.Setting, func(), error) {
+		return claimGPUs(ctx, dockerCLI, deps, settings, inv.dryRun, wait, isSet(settings, "quiet"))
+	})
+	if err != nil {
+		return cli.StatusError{StatusCode: 125, Status: err.Error()}
+	}
+	// The container, once created, carries the claim in its labels.
+	defer release()
 	if len(inv.presets) > 0 {
 		settings = presets.Merge([]presets.Setting{{Flag: "label", Value: labelPresets + "=" + strings.Join(inv.presets, ",")}}, settings)
 	}
@@ -173,6 +213,30 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, name st
 		return err
 	}
 	return execStock(ctx, dockerCLI, name, args)
+}
+
+// claimWithSignals runs claim with a context that Ctrl-C (or SIGTERM), and
+// the --wait limit when there is one, cancel: waiting for GPUs stops cleanly.
+func claimWithSignals(ctx context.Context, limit time.Duration, claim func(context.Context) ([]presets.Setting, func(), error)) ([]presets.Setting, func(), error) {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
+	return claim(ctx)
+}
+
+// isSet reports whether the boolean option flag is set to true.
+func isSet(settings []presets.Setting, flag string) bool {
+	set := false
+	for _, s := range settings {
+		if s.Flag == flag {
+			set = s.Value == "true"
+		}
+	}
+	return set
 }
 
 // loadPresets reads the built-in presets and the preset files.
@@ -192,9 +256,15 @@ func loadPresets(dockerCLI command.Cli, deps Deps) (*presets.Store, error) {
 // specialSetting checks the preset values that docker perceptron gives a
 // meaning of its own.
 func specialSetting(flag, value string) (bool, error) {
-	switch {
-	case flag == "tty" && value == "auto":
-		return true, nil
+	switch flag {
+	case "tty":
+		return value == "auto", nil
+	case "gpus":
+		_, ok, err := parseGPUAuto(value)
+		return ok, err
+	case optGPUMaxMemory, optGPUMaxUtil:
+		_, err := parseThreshold(flag, value)
+		return true, err
 	}
 	return false, nil
 }

@@ -2,19 +2,25 @@ package commands
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/streams"
+	"github.com/moby/moby/client"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/golden"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus"
 )
 
 // testCLI returns a real docker CLI writing to buffers, and test deps whose
@@ -35,7 +41,33 @@ func testCLI(t *testing.T) (*command.DockerCli, *bytes.Buffer, *bytes.Buffer, De
 	deps.UserPresets = filepath.Join(dir, "user-presets.yaml")
 	deps.User = func() string { return "alice" }
 	deps.Now = func() time.Time { return time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC) }
+	deps.StateDir = filepath.Join(dir, "state")
+	deps.CachePath = filepath.Join(dir, "cache", "reservations.json")
+	deps.NVML = func() (nvml.Interface, error) { return gpus.NewFakeLibrary(testGPUs), nil }
+	deps.Containers = func(command.Cli) gpus.ContainerAPI { return noContainers{} }
 	return dockerCLI, out, errOut, deps
+}
+
+// testGPUs are four idle GPUs in two NVLink pairs, and one busy one.
+var testGPUs = gpus.FakeSpec{
+	DriverVersion: "580.95.05", CUDAVersion: "13.0",
+	GPUs: []gpus.FakeGPU{
+		{UUID: "GPU-00000000-0000-0000-0000-000000000000", Name: "NVIDIA H100 80GB HBM3", PCIBusID: "00000000:18:00.0", MemoryTotalMiB: 81559, NVLinkPeers: []int{1}},
+		{UUID: "GPU-11111111-1111-1111-1111-111111111111", Name: "NVIDIA H100 80GB HBM3", PCIBusID: "00000000:2A:00.0", MemoryTotalMiB: 81559, NVLinkPeers: []int{0}},
+		{UUID: "GPU-22222222-2222-2222-2222-222222222222", Name: "NVIDIA H100 80GB HBM3", PCIBusID: "00000000:3A:00.0", MemoryTotalMiB: 81559, MemoryUsedMiB: 40000, Processes: []gpus.FakeProcess{{PID: 999999, UsedMemoryMiB: 40000}}, NVLinkPeers: []int{3}},
+		{UUID: "GPU-33333333-3333-3333-3333-333333333333", Name: "NVIDIA H100 80GB HBM3", PCIBusID: "00000000:5D:00.0", MemoryTotalMiB: 81559, NVLinkPeers: []int{2}},
+	},
+}
+
+// noContainers is a Docker daemon without containers.
+type noContainers struct{}
+
+func (noContainers) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
+	return client.ContainerListResult{}, nil
+}
+
+func (noContainers) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	return client.ContainerInspectResult{}, fmt.Errorf("no such container: %s", id)
 }
 
 func execute(t *testing.T, dockerCLI command.Cli, deps Deps, args ...string) error {
@@ -59,6 +91,9 @@ func TestRunDryRun(t *testing.T) {
 		{"args-after-image", []string{"run", "--dry-run", "--preset", "tensorboard", "img", "python", "train.py", "--preset", "x"}},
 		{"ipc-host", []string{"run", "--dry-run", "--preset", "pytorch-train", "--ipc=host", "-it", "img"}},
 		{"no-preset", []string{"run", "--dry-run", "--rm", "img"}},
+		{"gpus-auto-2", []string{"run", "--dry-run", "--gpus", "auto:2", "img"}},
+		{"gpus-none", []string{"run", "--dry-run", "--preset", "tf-train", "--gpus", "none", "img"}},
+		{"gpus-docker-own", []string{"run", "--dry-run", "--preset", "tf-train", "--gpus", "device=1", "img"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,6 +125,10 @@ func TestRunErrors(t *testing.T) {
 		{"invalid docker value", "", []string{"run", "--shm-size", "lots", "img"}, `invalid argument "lots" for "--shm-size" flag: invalid size: 'lots'`},
 		{"unknown option", "", []string{"run", "--frob", "img"}, `unknown flag: --frob`},
 		{"no image", "", []string{"create", "--preset", "tf-train"}, `"docker perceptron create" requires at least 1 argument.`},
+		{"gpus auto:0", "", []string{"run", "--gpus", "auto:0", "img"}, `invalid --gpus "auto:0": use auto or auto:N with N a number of GPUs, 1 or more`},
+		{"not enough GPUs", "", []string{"run", "--gpus", "auto:4", "img"}, `not enough free GPUs: 4 asked for, 3 free; GPU 2 held by host process 999999`},
+		{"bad threshold", "", []string{"run", "--gpus", "auto", "--gpu-max-util", "120", "img"}, `invalid --gpu-max-util "120": use a percentage from 0 to 100`},
+		{"bad wait", "", []string{"run", "--gpus", "auto", "--wait=soon", "img"}, `invalid --wait "soon"`},
 		{"bad preset file", "x:\n  shm_size: 1g\n", []string{"run", "--preset", "tf-train", "img"}, `user-presets.yaml:2: preset "x": unknown docker run option "shm_size": did you mean "shm-size"?`},
 	}
 	for _, tc := range tests {
