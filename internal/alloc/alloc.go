@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/user"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -302,7 +304,7 @@ func describeHeld(st gpus.GPUStatus, leased bool, l claims.Lease, why string) st
 		who = append(who, describeHolder(h))
 	}
 	if leased {
-		who = append(who, fmt.Sprintf("being claimed by docker perceptron (pid %d, uid %d)", l.PID, l.UID))
+		who = append(who, fmt.Sprintf("a docker perceptron of %s creating its container (pid %d)", userName(l.UID), l.PID))
 	}
 	if len(who) == 0 {
 		return fmt.Sprintf("GPU %d: %s", st.Index, why)
@@ -327,6 +329,14 @@ func describeHolder(h gpus.Holder) string {
 		s += " (" + h.User + ")"
 	}
 	return s
+}
+
+// userName names the user with uid, or "uid N".
+func userName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return u.Username
+	}
+	return fmt.Sprintf("uid %d", uid)
 }
 
 func shortID(id string) string {

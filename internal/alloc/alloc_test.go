@@ -1,0 +1,254 @@
+package alloc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/perceptron/docker-perceptron/internal/claims"
+	"github.com/perceptron/docker-perceptron/internal/gpus"
+)
+
+// daemon is a fake Docker daemon whose containers may hold GPUs by label.
+type daemon struct {
+	mu   sync.Mutex
+	list []container.Summary
+}
+
+func (d *daemon) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return client.ContainerListResult{Items: slices.Clone(d.list)}, nil
+}
+
+func (d *daemon) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	return client.ContainerInspectResult{}, fmt.Errorf("no such container: %s", id)
+}
+
+// create adds a running container holding uuids, as docker perceptron labels it.
+func (d *daemon) create(name, user string, uuids []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	list := ""
+	for i, u := range uuids {
+		if i > 0 {
+			list += ","
+		}
+		list += u
+	}
+	d.list = append(d.list, container.Summary{
+		ID: fmt.Sprintf("%064d", len(d.list)+1), Names: []string{"/" + name}, State: container.StateRunning,
+		Labels: map[string]string{gpus.LabelUser: user, gpus.LabelGPUs: list},
+	})
+}
+
+func (d *daemon) removeAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.list = nil
+}
+
+func fakeHost(n int, busy ...int) gpus.FakeSpec {
+	spec := gpus.FakeSpec{DriverVersion: "580.95.05", CUDAVersion: "13.0"}
+	for i := range n {
+		g := gpus.FakeGPU{UUID: fmt.Sprintf("GPU-%08d-0000-0000-0000-000000000000", i), Name: "NVIDIA H100 80GB HBM3",
+			PCIBusID: fmt.Sprintf("00000000:%02X:00.0", 0x18+i), MemoryTotalMiB: 81559}
+		if slices.Contains(busy, i) {
+			g.MemoryUsedMiB = 30000
+			g.Processes = []gpus.FakeProcess{{PID: 4242, UsedMemoryMiB: 30000}}
+		}
+		spec.GPUs = append(spec.GPUs, g)
+	}
+	return spec
+}
+
+func newAllocator(t *testing.T, spec gpus.FakeSpec, d *daemon) *Allocator {
+	t.Helper()
+	return &Allocator{
+		NVML:     func() (nvml.Interface, error) { return gpus.NewFakeLibrary(spec), nil },
+		Holders:  gpus.Lookup{API: d, ProcRoot: t.TempDir()},
+		StateDir: filepath.Join(t.TempDir(), "state"),
+		Now:      time.Now,
+		Poll:     10 * time.Millisecond,
+	}
+}
+
+func TestClaimSkipsHeldGPUs(t *testing.T) {
+	d := &daemon{}
+	a := newAllocator(t, fakeHost(4, 1), d)
+	d.create("train-bob", "bob", []string{"GPU-00000000-0000-0000-0000-000000000000"})
+
+	c, err := a.Claim(t.Context(), Request{Count: 2, Thresholds: gpus.DefaultThresholds()})
+	assert.NilError(t, err)
+	defer c.Release()
+	assert.DeepEqual(t, c.UUIDs(), []string{"GPU-00000002-0000-0000-0000-000000000000", "GPU-00000003-0000-0000-0000-000000000000"})
+
+	// The lease counts until the container exists: nothing is left.
+	_, err = a.Claim(t.Context(), Request{Count: 1, Thresholds: gpus.DefaultThresholds()})
+	var notEnough *NotEnoughError
+	assert.Assert(t, errors.As(err, &notEnough), "%v", err)
+	assert.Check(t, is.Equal(notEnough.Free, 0))
+	assert.Check(t, is.ErrorContains(err, "not enough free GPUs: 1 asked for, 0 free; GPU 0 held by container train-bob (bob); GPU 1 held by host process 4242"))
+	assert.Check(t, is.ErrorContains(err, "GPU 2 held by a docker perceptron of "+userName(os.Geteuid())+" creating its container (pid "))
+
+	// Released: free again.
+	assert.NilError(t, c.Release())
+	c2, err := a.Claim(t.Context(), Request{Count: 2, Thresholds: gpus.DefaultThresholds()})
+	assert.NilError(t, err)
+	assert.NilError(t, c2.Release())
+}
+
+func TestClaimMoreThanTheHostHas(t *testing.T) {
+	a := newAllocator(t, fakeHost(2), &daemon{})
+	_, err := a.Claim(t.Context(), Request{Count: 3, Thresholds: gpus.DefaultThresholds()})
+	assert.Error(t, err, "not enough free GPUs: 3 asked for, 2 free (this host has 2)")
+}
+
+func TestPeekClaimsNothing(t *testing.T) {
+	a := newAllocator(t, fakeHost(1), &daemon{})
+	for range 2 {
+		devices, err := a.Peek(t.Context(), Request{Count: 1, Thresholds: gpus.DefaultThresholds()})
+		assert.NilError(t, err)
+		assert.Check(t, is.Len(devices, 1))
+	}
+	leases, err := claims.ActiveLeases(a.StateDir, time.Now())
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(leases, 0))
+}
+
+// Concurrent claims never share a GPU: 12 claims of one GPU on 8.
+func TestClaimConcurrent(t *testing.T) {
+	for round := range 3 {
+		t.Run(fmt.Sprint("round ", round), func(t *testing.T) {
+			a := newAllocator(t, fakeHost(8), &daemon{})
+			var mu sync.Mutex
+			var got []string
+			failed := 0
+			var wg sync.WaitGroup
+			for range 12 {
+				wg.Go(func() {
+					c, err := a.Claim(context.Background(), Request{Count: 1, Thresholds: gpus.DefaultThresholds()})
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						var notEnough *NotEnoughError
+						assert.Check(t, errors.As(err, &notEnough), "%v", err)
+						failed++
+						return
+					}
+					got = append(got, c.UUIDs()...)
+				})
+			}
+			wg.Wait()
+			slices.Sort(got)
+			assert.Check(t, is.Len(slices.Compact(got), 8))
+			assert.Check(t, is.Equal(failed, 4))
+		})
+	}
+}
+
+func TestClaimWaitsForRelease(t *testing.T) {
+	d := &daemon{}
+	a := newAllocator(t, fakeHost(1), d)
+	var notes []string
+	var mu sync.Mutex
+	a.Waiting = func(s string) { mu.Lock(); notes = append(notes, s); mu.Unlock() }
+
+	first, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: gpus.DefaultThresholds()})
+	assert.NilError(t, err)
+	// The first container now exists and carries the claim.
+	d.create("first", "alice", first.UUIDs())
+	assert.NilError(t, first.Release())
+
+	got := make(chan error, 1)
+	go func() {
+		c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: gpus.DefaultThresholds(), Wait: true})
+		if err == nil {
+			err = c.Release()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("the waiter did not wait: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	d.removeAll() // the first container stops and is removed
+	select {
+	case err := <-got:
+		assert.NilError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter did not get the GPU")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Assert(t, len(notes) > 0)
+	assert.Check(t, is.Contains(notes[0], "waiting for GPUs: not enough free GPUs: 1 asked for, 0 free; GPU 0 held by container first (alice)"))
+}
+
+func TestClaimWaitHonoursCancel(t *testing.T) {
+	d := &daemon{}
+	a := newAllocator(t, fakeHost(1), d)
+	d.create("holder", "alice", []string{"GPU-00000000-0000-0000-0000-000000000000"})
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	_, err := a.Claim(ctx, Request{Count: 1, Thresholds: gpus.DefaultThresholds(), Wait: true})
+	assert.ErrorContains(t, err, "stopped waiting for GPUs: context deadline exceeded")
+}
+
+// A lease whose invocation is gone does not hold its GPU.
+func TestDeadLeaseIgnored(t *testing.T) {
+	a := newAllocator(t, fakeHost(1), &daemon{})
+	l := claims.NewLease([]string{"GPU-00000000-0000-0000-0000-000000000000"}, time.Now(), time.Hour)
+	l.PID = 1 << 22 // above pid_max: no such process
+	assert.NilError(t, claims.WriteLease(a.StateDir, l))
+	c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: gpus.DefaultThresholds()})
+	assert.NilError(t, err)
+	assert.NilError(t, c.Release())
+}
+
+// The claim's lease is renewed while it is held.
+func TestLeaseRenewed(t *testing.T) {
+	a := newAllocator(t, fakeHost(1), &daemon{})
+	a.LeaseTTL = 150 * time.Millisecond
+	c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: gpus.DefaultThresholds()})
+	assert.NilError(t, err)
+	time.Sleep(400 * time.Millisecond)
+	leases, err := claims.ActiveLeases(a.StateDir, time.Now())
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(leases, 1))
+	assert.NilError(t, c.Release())
+	leases, err = claims.ActiveLeases(a.StateDir, time.Now())
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(leases, 0))
+}
+
+func TestFileCache(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "reservations.json")
+	c := OpenFileCache(path)
+	c.Put("a", gpus.Reservation{User: "alice", GPUs: []string{"0"}})
+	c.Put("b", gpus.Reservation{})
+	assert.NilError(t, c.Save())
+
+	c = OpenFileCache(path)
+	r, ok := c.Get("a")
+	assert.Check(t, ok)
+	assert.Check(t, is.DeepEqual(r, gpus.Reservation{User: "alice", GPUs: []string{"0"}}))
+	assert.NilError(t, c.Save()) // "b" was not looked up: gone
+
+	c = OpenFileCache(path)
+	_, ok = c.Get("b")
+	assert.Check(t, !ok)
+}
