@@ -77,6 +77,8 @@ func NewRootCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 		newRunCommand(dockerCLI, deps),
 		newCreateCommand(dockerCLI, deps),
 		newPresetsCommand(dockerCLI, deps),
+		newGpusCommand(dockerCLI, deps),
+		newDoctorCommand(dockerCLI, deps),
 	)
 	return cmd
 }

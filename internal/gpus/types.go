@@ -29,7 +29,7 @@ type Device struct {
 
 	// Topology, used to choose well-connected sets of GPUs.
 	NUMANode    int   // -1 when unknown
-	NVLinkPeers []int // indexes of GPUs linked to this one by NVLink
+	NVLinkPeers []int // indexes of GPUs linked to this one by NVLink, one entry per link
 
 	// Errors maps a query ("memory", "utilization", "temperature", "power",
 	// "processes", "numa", "nvlink", "mig", ...) to the error NVML returned.

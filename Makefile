@@ -1,0 +1,42 @@
+# docker-perceptron. "make test" is what CI runs (.ci/run).
+
+GO          ?= go
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -X main.version=$(VERSION)
+UNIT_PKGS    = $(shell $(GO) list ./... | grep -v '/e2e$$')
+E2E_TIMEOUT ?= 30m
+
+.PHONY: all build install test unit e2e lint bench clean
+
+all: build
+
+# Always handed to go build: its cache knows better than make what changed.
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/docker-perceptron ./cmd/docker-perceptron
+
+install:
+	./install.sh
+
+# Everything: lint, unit tests and the end-to-end suite, with the race
+# detector. The e2e suite skips without root/dockerd, or fails if CI is set.
+# -count=1: the e2e results also depend on the installed docker and dockerd.
+test: lint
+	$(GO) test -race -count=1 -timeout $(E2E_TIMEOUT) ./...
+
+unit:
+	$(GO) test -race $(UNIT_PKGS)
+
+e2e:
+	$(GO) test -race -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/
+
+lint:
+	@files="$$(gofmt -l .)"; if [ -n "$$files" ]; then echo "gofmt needed:"; echo "$$files"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags fakenvml ./...
+
+# The e2e package is left out: its TestMain starts a dockerd even for -run '^$$'.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS) >bench.txt; status=$$?; cat bench.txt; exit $$status
+
+clean:
+	rm -rf bin bench.txt

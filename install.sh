@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds docker-perceptron from this checkout and installs it as a Docker
+# CLI plugin. GOFLAGS (for example GOFLAGS=-tags=fakenvml) apply to the build.
+set -euo pipefail
+
+usage() {
+	cat <<USAGE
+Usage: ./install.sh [--system | --dest DIR]
+
+Build docker-perceptron from this checkout and install it as a Docker CLI plugin.
+
+Options:
+  --system    install for all users into /usr/local/lib/docker/cli-plugins
+  --dest DIR  install into DIR
+  -h, --help  show this help
+
+Without options it installs into \${DOCKER_CONFIG:-\$HOME/.docker}/cli-plugins.
+The build needs Go and cgo (gcc); GOFLAGS and the other go environment apply.
+USAGE
+}
+
+dest="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--system) dest=/usr/local/lib/docker/cli-plugins ;;
+	--dest)
+		[ $# -ge 2 ] || { echo "install.sh: --dest needs a directory" >&2; exit 2; }
+		dest="$2"
+		shift
+		;;
+	--dest=*) dest="${1#--dest=}" ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+	esac
+	shift
+done
+
+cd "$(dirname "$0")"
+
+go="${GO:-go}"
+if ! command -v "$go" >/dev/null 2>&1; then
+	# sudo's secure_path usually leaves out the Go install.
+	if [ -x /usr/local/go/bin/go ]; then
+		go=/usr/local/go/bin/go
+	else
+		echo "install.sh: the go command is needed to build docker-perceptron (https://go.dev/dl/)" >&2
+		exit 1
+	fi
+fi
+
+version="$(git describe --tags --always --dirty 2>/dev/null || echo dev)"
+
+mkdir -p "$dest"
+tmp="$(mktemp "$dest/.docker-perceptron.XXXXXX")"
+trap 'rm -f "$tmp"' EXIT
+"$go" build -ldflags "-X main.version=$version" -o "$tmp" ./cmd/docker-perceptron
+chmod 0755 "$tmp"
+mv -f "$tmp" "$dest/docker-perceptron"
+trap - EXIT
+
+echo "Installed docker-perceptron $version to $dest/docker-perceptron"
+if [ "$dest" = /usr/local/lib/docker/cli-plugins ]; then
+	echo "A copy in ~/.docker/cli-plugins, if any, takes precedence for that user."
+fi
+echo "Try it: docker perceptron --help"

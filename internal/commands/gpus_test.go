@@ -1,0 +1,210 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/docker/cli/cli"
+	"github.com/docker/cli/cli/command"
+	"github.com/docker/cli/cli/flags"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"gotest.tools/v3/assert"
+	"gotest.tools/v3/golden"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus"
+)
+
+// fakeContainerAPI is a Docker API that knows a few containers; the
+// methods it does not override panic.
+type fakeContainerAPI struct {
+	client.APIClient
+	containers []container.InspectResponse
+	listErr    error
+}
+
+func (f *fakeContainerAPI) Ping(context.Context, client.PingOptions) (client.PingResult, error) {
+	return client.PingResult{APIVersion: "1.52", OSType: "linux"}, nil
+}
+
+func (f *fakeContainerAPI) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
+	var res client.ContainerListResult
+	for _, c := range f.containers {
+		res.Items = append(res.Items, container.Summary{ID: c.ID, Names: []string{c.Name}, State: c.State.Status, Labels: c.Config.Labels})
+	}
+	return res, f.listErr
+}
+
+func (f *fakeContainerAPI) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	for _, c := range f.containers {
+		if c.ID == id {
+			return client.ContainerInspectResult{Container: c}, nil
+		}
+	}
+	return client.ContainerInspectResult{}, fmt.Errorf("no such container: %s", id)
+}
+
+const (
+	trainID = "3f2a1b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8"
+	evalID  = "b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2"
+)
+
+func intPtr(n int) *int { return &n }
+
+// gpusHost is four H100s: GPU 1 runs alice's "train" container (which
+// reserved GPUs 1 and 2), GPU 3 is reserved by bob's created "eval", GPU 0
+// has a host process of root's and its temperature cannot be read.
+func gpusHost(t *testing.T) (gpus.FakeSpec, *fakeContainerAPI, string) {
+	spec := gpus.FakeSpec{DriverVersion: "580.95.05", CUDAVersion: "13.0"}
+	for i, bus := range []string{"00000000:18:00.0", "00000000:2A:00.0", "00000000:3A:00.0", "00000000:5D:00.0"} {
+		spec.GPUs = append(spec.GPUs, gpus.FakeGPU{
+			UUID:     fmt.Sprintf("GPU-%d%d%d%d%d%d%d%d-5f6a-7b8c-9d0e-1f2a3b4c5d6e", i, i, i, i, i, i, i, i),
+			Name:     "NVIDIA H100 80GB HBM3",
+			PCIBusID: bus, MemoryTotalMiB: 81559, TemperatureC: uint32(31 + i), PowerW: 70,
+			NUMANode: intPtr(i / 2), NVLinkPeers: []int{(i + 1) % 4, (i + 3) % 4},
+		})
+	}
+	spec.GPUs[0].Errors = map[string]string{"temperature": "ERROR_UNKNOWN"}
+	spec.GPUs[0].MemoryUsedMiB = 512
+	spec.GPUs[0].Processes = []gpus.FakeProcess{{PID: 555, UsedMemoryMiB: 500}}
+	spec.GPUs[1].MemoryUsedMiB, spec.GPUs[1].UtilizationPercent, spec.GPUs[1].PowerW = 40960, 98, 650
+	spec.GPUs[1].Processes = []gpus.FakeProcess{{PID: 4242, UsedMemoryMiB: 40000}}
+
+	proc := t.TempDir()
+	for pid, cgroup := range map[string]string{
+		"4242": "0::/system.slice/docker-" + trainID + ".scope\n",
+		"555":  "0::/user.slice/user-0.slice/session-1.scope\n",
+	} {
+		assert.NilError(t, os.MkdirAll(filepath.Join(proc, pid), 0o755))
+		assert.NilError(t, os.WriteFile(filepath.Join(proc, pid, "cgroup"), []byte(cgroup), 0o644))
+		assert.NilError(t, os.WriteFile(filepath.Join(proc, pid, "status"), []byte("Uid:\t0\t0\t0\t0\n"), 0o644))
+	}
+
+	api := &fakeContainerAPI{containers: []container.InspectResponse{
+		{
+			ID: trainID, Name: "/train", State: &container.State{Status: container.StateRunning},
+			Config: &container.Config{Labels: map[string]string{gpus.LabelUser: "alice"}},
+			HostConfig: &container.HostConfig{Resources: container.Resources{DeviceRequests: []container.DeviceRequest{
+				{DeviceIDs: []string{"1", "2"}, Capabilities: [][]string{{"gpu"}}},
+			}}},
+		},
+		{
+			ID: evalID, Name: "/eval", State: &container.State{Status: container.StateCreated},
+			Config:     &container.Config{User: "bob", Env: []string{"NVIDIA_VISIBLE_DEVICES=" + spec.GPUs[3].UUID}},
+			HostConfig: &container.HostConfig{},
+		},
+	}}
+	return spec, api, proc
+}
+
+func gpusCLI(t *testing.T, spec gpus.FakeSpec, api client.APIClient, proc string) (command.Cli, *bytes.Buffer, *bytes.Buffer, Deps) {
+	t.Helper()
+	out, errOut := &bytes.Buffer{}, &bytes.Buffer{}
+	dockerCLI, err := command.NewDockerCli(
+		command.WithOutputStream(out),
+		command.WithErrorStream(errOut),
+		command.WithAPIClient(api),
+	)
+	assert.NilError(t, err)
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock") // the fake API answers, not a daemon
+	assert.NilError(t, dockerCLI.Initialize(flags.NewClientOptions()))
+	deps := DefaultDeps()
+	deps.NVML = func() (nvml.Interface, error) { return gpus.NewFakeLibrary(spec), nil }
+	deps.ProcRoot = proc
+	return dockerCLI, out, errOut, deps
+}
+
+func runGpusCmd(t *testing.T, dockerCLI command.Cli, deps Deps, args ...string) error {
+	t.Helper()
+	cmd := newGpusCommand(dockerCLI, deps)
+	cmd.SilenceUsage = true // as under the root command
+	if args == nil {
+		args = []string{}
+	}
+	cmd.SetArgs(args)
+	cmd.SetOut(dockerCLI.Out())
+	cmd.SetErr(dockerCLI.Err())
+	return cmd.ExecuteContext(t.Context())
+}
+
+func TestGpusOutput(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{name: "table", args: []string{}},
+		{name: "table-no-trunc", args: []string{"--no-trunc"}},
+		{name: "json", args: []string{"--format", "json"}},
+		{name: "quiet", args: []string{"-q"}},
+		{name: "quiet-no-trunc", args: []string{"-q", "--no-trunc"}},
+		{name: "template", args: []string{"--format", "{{.Index}} {{.UUID}} {{.PCIBusID}} {{.Power}} {{.MIG}} {{.NUMA}} {{.NVLink}} {{.PIDs}} {{.State}}"}},
+		{name: "table-template", args: []string{"--format", "table {{.Index}}\t{{.MemoryUsed}}\t{{.MemoryTotal}}\t{{.UsedBy}}"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, api, proc := gpusHost(t)
+			dockerCLI, out, errOut, deps := gpusCLI(t, spec, api, proc)
+			assert.NilError(t, runGpusCmd(t, dockerCLI, deps, tc.args...))
+			assert.Equal(t, errOut.String(), "")
+			golden.Assert(t, out.String(), "gpus-"+tc.name+".golden")
+		})
+	}
+}
+
+func TestGpusNoDriver(t *testing.T) {
+	tests := []struct {
+		name string
+		nvml func() (nvml.Interface, error)
+		want string
+	}{
+		{
+			name: "library not found",
+			nvml: func() (nvml.Interface, error) {
+				return gpus.NewFakeLibrary(gpus.FakeSpec{InitError: "ERROR_LIBRARY_NOT_FOUND"}), nil
+			},
+			want: "NVIDIA driver not available: cannot load libnvidia-ml.so.1 (ERROR_LIBRARY_NOT_FOUND); check that the NVIDIA driver is installed and that nvidia-smi works",
+		},
+		{
+			name: "no library in this build",
+			nvml: func() (nvml.Interface, error) { return nil, errors.New("NVML is not available in this build") },
+			want: "NVML is not available in this build",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, api, proc := gpusHost(t)
+			dockerCLI, out, _, deps := gpusCLI(t, gpus.FakeSpec{}, api, proc)
+			deps.NVML = tc.nvml
+			err := runGpusCmd(t, dockerCLI, deps)
+			var status cli.StatusError
+			assert.Assert(t, errors.As(err, &status))
+			assert.Equal(t, status.StatusCode, 1)
+			assert.Equal(t, err.Error(), tc.want)
+			assert.Equal(t, out.String(), "")
+		})
+	}
+}
+
+func TestGpusDockerUnavailable(t *testing.T) {
+	spec, api, proc := gpusHost(t)
+	api.listErr = errors.New("Cannot connect to the Docker daemon")
+	dockerCLI, out, errOut, deps := gpusCLI(t, spec, api, proc)
+	assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "--format", "{{.Index}} {{.State}}"))
+	assert.Equal(t, errOut.String(), "WARNING: cannot list containers: Cannot connect to the Docker daemon; reservations by containers are not shown\n")
+	assert.Equal(t, out.String(), "0 busy\n1 busy\n2 free\n3 free\n")
+}
+
+func TestGpusArgs(t *testing.T) {
+	spec, api, proc := gpusHost(t)
+	dockerCLI, _, _, deps := gpusCLI(t, spec, api, proc)
+	err := runGpusCmd(t, dockerCLI, deps, "extra")
+	assert.Check(t, err != nil && strings.Contains(err.Error(), "accepts no arguments"), "%v", err)
+}

@@ -1,0 +1,109 @@
+package gpus
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/moby/moby/api/types/container"
+	"gotest.tools/v3/assert"
+)
+
+const (
+	idA = "3f2a1b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8"
+	idB = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+)
+
+func TestContainerIDFromCgroup(t *testing.T) {
+	tests := []struct {
+		name, content, want string
+	}{
+		{name: "v2 systemd", content: "0::/system.slice/docker-" + idA + ".scope\n", want: idA},
+		{name: "v2 cgroupfs", content: "0::/docker/" + idA + "\n", want: idA},
+		{name: "v1 cgroupfs", content: "12:pids:/docker/" + idA + "\n11:memory:/docker/" + idA + "\n1:name=systemd:/docker/" + idA + "\n", want: idA},
+		{name: "v1 systemd", content: "12:cpu,cpuacct:/system.slice/docker-" + idA + ".scope\n", want: idA},
+		{name: "docker in docker", content: "0::/docker/" + idB + "/docker/" + idA + "\n", want: idA},
+		{name: "kubepods", content: "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1234_5678.slice/cri-containerd-" + idA + ".scope\n", want: idA},
+		{name: "kubepods v1", content: "4:memory:/kubepods/burstable/pod0f1e2d3c-aaaa-bbbb-cccc-000011112222/" + idA + "\n", want: idA},
+		{name: "rootless", content: "0::/user.slice/user-1000.slice/user@1000.service/app.slice/docker-" + idA + ".scope\n", want: idA},
+		{name: "host process", content: "0::/user.slice/user-1000.slice/session-3.scope\n", want: ""},
+		{name: "init", content: "0::/init.scope\n", want: ""},
+		{name: "65 hex digits is no id", content: "0::/docker/" + idA + "0\n", want: ""},
+		{name: "upper case is no id", content: "0::/docker/" + strings.ToUpper(idA) + "\n", want: ""},
+		{name: "empty", content: "", want: ""},
+		{name: "garbage", content: "no colons here " + idA, want: ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, ContainerIDFromCgroup(tc.content), tc.want)
+		})
+	}
+}
+
+func inspectWith(env []string, labels map[string]string, user string, reqs ...container.DeviceRequest) container.InspectResponse {
+	return container.InspectResponse{
+		Config:     &container.Config{Env: env, Labels: labels, User: user},
+		HostConfig: &container.HostConfig{Resources: container.Resources{DeviceRequests: reqs}},
+	}
+}
+
+func TestReservationOf(t *testing.T) {
+	gpuCaps := [][]string{{"gpu"}}
+	tests := []struct {
+		name string
+		ctr  container.InspectResponse
+		want Reservation
+	}{
+		{name: "nothing", ctr: inspectWith([]string{"PATH=/bin"}, nil, ""), want: Reservation{}},
+		{name: "no config", ctr: container.InspectResponse{}, want: Reservation{}},
+		{name: "--gpus all", ctr: inspectWith(nil, nil, "", container.DeviceRequest{Count: -1, Capabilities: gpuCaps}), want: Reservation{All: true}},
+		{name: "--gpus 2", ctr: inspectWith(nil, nil, "", container.DeviceRequest{Count: 2, Capabilities: gpuCaps}), want: Reservation{First: 2}},
+		{name: "--gpus device=1,3", ctr: inspectWith(nil, nil, "", container.DeviceRequest{DeviceIDs: []string{"1", "3"}, Capabilities: gpuCaps}), want: Reservation{GPUs: []string{"1", "3"}}},
+		{name: "driver nvidia uuid", ctr: inspectWith(nil, nil, "", container.DeviceRequest{Driver: "nvidia", DeviceIDs: []string{"GPU-x"}}), want: Reservation{GPUs: []string{"GPU-x"}}},
+		{name: "other capability", ctr: inspectWith(nil, nil, "", container.DeviceRequest{Count: -1, Capabilities: [][]string{{"tpu"}}}), want: Reservation{}},
+		{name: "cdi", ctr: inspectWith(nil, nil, "", container.DeviceRequest{Driver: "cdi", DeviceIDs: []string{"nvidia.com/gpu=0", "vendor.com/x=1"}}), want: Reservation{GPUs: []string{"0"}}},
+		{name: "cdi all", ctr: inspectWith(nil, nil, "", container.DeviceRequest{Driver: "cdi", DeviceIDs: []string{"nvidia.com/gpu=all"}}), want: Reservation{All: true}},
+		{name: "env all", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all"}, nil, ""), want: Reservation{All: true}},
+		{name: "env list", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=0, GPU-x ,2:1"}, nil, ""), want: Reservation{GPUs: []string{"0", "2:1", "GPU-x"}}},
+		{name: "env none", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=none"}, nil, ""), want: Reservation{}},
+		{name: "env void", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=void"}, nil, ""), want: Reservation{}},
+		{name: "env empty", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES="}, nil, ""), want: Reservation{}},
+		{name: "env last wins", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_VISIBLE_DEVICES=1"}, nil, ""), want: Reservation{GPUs: []string{"1"}}},
+		{
+			name: "request overrides image env",
+			ctr:  inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all"}, nil, "", container.DeviceRequest{DeviceIDs: []string{"1"}, Capabilities: gpuCaps}),
+			want: Reservation{GPUs: []string{"1"}},
+		},
+		{name: "label", ctr: inspectWith(nil, map[string]string{LabelGPUs: "GPU-a,GPU-b"}, ""), want: Reservation{GPUs: []string{"GPU-a", "GPU-b"}}},
+		{name: "config user", ctr: inspectWith(nil, nil, "1000:1000"), want: Reservation{User: "1000:1000"}},
+		{name: "label user wins", ctr: inspectWith(nil, map[string]string{LabelUser: "alice"}, "root"), want: Reservation{User: "alice"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ReservationOf(tc.ctr)
+			assert.DeepEqual(t, got, tc.want)
+			assert.Equal(t, got.Holds(), tc.want.All || tc.want.First > 0 || len(tc.want.GPUs) > 0)
+		})
+	}
+}
+
+func TestReservationIndexes(t *testing.T) {
+	inv := Inventory{Devices: []Device{{Index: 0, UUID: "GPU-a"}, {Index: 1, UUID: "GPU-b"}, {Index: 2, UUID: "GPU-c"}}}
+	tests := []struct {
+		name string
+		r    Reservation
+		want []int
+	}{
+		{name: "none", r: Reservation{}, want: nil},
+		{name: "all", r: Reservation{All: true}, want: []int{0, 1, 2}},
+		{name: "first 2", r: Reservation{First: 2}, want: []int{0, 1}},
+		{name: "first 9", r: Reservation{First: 9}, want: []int{0, 1, 2}},
+		{name: "uuid and index", r: Reservation{GPUs: []string{"GPU-C", "0"}}, want: []int{0, 2}},
+		{name: "mig", r: Reservation{GPUs: []string{"1:0"}}, want: []int{1}},
+		{name: "unknown", r: Reservation{GPUs: []string{"GPU-z", "7", "MIG-x"}}, want: nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.DeepEqual(t, tc.r.Indexes(inv), tc.want)
+		})
+	}
+}

@@ -1,0 +1,291 @@
+package gpus
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
+)
+
+// FakeSpec describes a host's GPUs for the fake NVML library (builds with
+// the fakenvml tag, and unit tests). The JSON format is documented in
+// FAKE_NVML.md.
+type FakeSpec struct {
+	DriverVersion string `json:"driver_version,omitempty"`
+	CUDAVersion   string `json:"cuda_version,omitempty"` // "13.0"
+	// InitError, an NVML return name such as "ERROR_LIBRARY_NOT_FOUND",
+	// makes Init fail: a host without a driver.
+	InitError string    `json:"init_error,omitempty"`
+	GPUs      []FakeGPU `json:"gpus"`
+}
+
+// FakeGPU is one fake GPU; its index is its position in FakeSpec.GPUs.
+type FakeGPU struct {
+	UUID               string        `json:"uuid"`
+	Name               string        `json:"name"`
+	PCIBusID           string        `json:"pci_bus_id,omitempty"`
+	MemoryTotalMiB     uint64        `json:"memory_total_mib,omitempty"`
+	MemoryUsedMiB      uint64        `json:"memory_used_mib,omitempty"`
+	UtilizationPercent uint32        `json:"utilization_percent,omitempty"`
+	TemperatureC       uint32        `json:"temperature_c,omitempty"`
+	PowerW             uint32        `json:"power_w,omitempty"`
+	MIGEnabled         bool          `json:"mig_enabled,omitempty"`
+	NUMANode           *int          `json:"numa_node,omitempty"`
+	NVLinkPeers        []int         `json:"nvlink_peers,omitempty"`
+	Processes          []FakeProcess `json:"processes,omitempty"`
+	// Errors makes queries fail: query name (as in Device.Errors, or
+	// "handle") to NVML return name, e.g. {"temperature": "ERROR_UNKNOWN"}.
+	Errors map[string]string `json:"errors,omitempty"`
+}
+
+// FakeProcess is a compute process on a fake GPU.
+type FakeProcess struct {
+	PID           int    `json:"pid"`
+	UsedMemoryMiB uint64 `json:"used_memory_mib,omitempty"`
+}
+
+// LoadFakeSpec reads and checks a fake NVML spec file.
+func LoadFakeSpec(path string) (FakeSpec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return FakeSpec{}, fmt.Errorf("fake NVML: cannot read spec: %w", err)
+	}
+	var spec FakeSpec
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&spec); err != nil {
+		return FakeSpec{}, fmt.Errorf("fake NVML: invalid spec %s: %w", path, err)
+	}
+	if err := spec.Validate(); err != nil {
+		return FakeSpec{}, fmt.Errorf("fake NVML: invalid spec %s: %w", path, err)
+	}
+	return spec, nil
+}
+
+// Validate reports the first mistake in the spec.
+func (s FakeSpec) Validate() error {
+	if _, err := cudaVersionInt(s.CUDAVersion); err != nil {
+		return err
+	}
+	if _, err := returnByName(s.InitError); err != nil {
+		return fmt.Errorf("init_error: %w", err)
+	}
+	for i, g := range s.GPUs {
+		if g.UUID == "" || g.Name == "" {
+			return fmt.Errorf("gpus[%d]: uuid and name are required", i)
+		}
+		for _, p := range g.NVLinkPeers {
+			if p < 0 || p >= len(s.GPUs) || p == i {
+				return fmt.Errorf("gpus[%d]: nvlink peer %d is not another GPU's index", i, p)
+			}
+		}
+		for q, name := range g.Errors {
+			if _, err := returnByName(name); err != nil {
+				return fmt.Errorf("gpus[%d]: errors[%q]: %w", i, q, err)
+			}
+		}
+	}
+	return nil
+}
+
+// NewFakeLibrary returns an NVML library that answers from spec, built on
+// go-nvml's mock package. Call Validate (or LoadFakeSpec) first: names it
+// does not know read as ERROR_UNKNOWN.
+func NewFakeLibrary(spec FakeSpec) nvml.Interface {
+	devs := make([]*mock.Device, len(spec.GPUs))
+	for i := range spec.GPUs {
+		devs[i] = newFakeDevice(spec, i)
+	}
+	initRet, _ := returnByName(spec.InitError)
+	cuda, cudaErr := cudaVersionInt(spec.CUDAVersion)
+
+	lookup := func(match func(i int) bool) (nvml.Device, nvml.Return) {
+		for i, d := range devs {
+			if match(i) {
+				return d, nvml.SUCCESS
+			}
+		}
+		return nil, nvml.ERROR_NOT_FOUND
+	}
+	return &mock.Interface{
+		InitFunc:        func() nvml.Return { return initRet },
+		ShutdownFunc:    func() nvml.Return { return nvml.SUCCESS },
+		ErrorStringFunc: func(r nvml.Return) string { return r.Error() },
+		SystemGetDriverVersionFunc: func() (string, nvml.Return) {
+			if spec.DriverVersion == "" {
+				return "", nvml.ERROR_NOT_SUPPORTED
+			}
+			return spec.DriverVersion, nvml.SUCCESS
+		},
+		SystemGetCudaDriverVersionFunc: func() (int, nvml.Return) {
+			if spec.CUDAVersion == "" || cudaErr != nil {
+				return 0, nvml.ERROR_NOT_SUPPORTED
+			}
+			return cuda, nvml.SUCCESS
+		},
+		DeviceGetCountFunc: func() (int, nvml.Return) { return len(devs), nvml.SUCCESS },
+		DeviceGetHandleByIndexFunc: func(n int) (nvml.Device, nvml.Return) {
+			if n < 0 || n >= len(devs) {
+				return nil, nvml.ERROR_INVALID_ARGUMENT
+			}
+			if ret, failed := fakeFailure(spec.GPUs[n], "handle"); failed {
+				return nil, ret
+			}
+			return devs[n], nvml.SUCCESS
+		},
+		DeviceGetHandleByUUIDFunc: func(s string) (nvml.Device, nvml.Return) {
+			return lookup(func(i int) bool { return spec.GPUs[i].UUID == s })
+		},
+		DeviceGetHandleByPciBusIdFunc: func(s string) (nvml.Device, nvml.Return) {
+			return lookup(func(i int) bool { return normalizeBusID(fakeBusID(spec, i)) == normalizeBusID(s) })
+		},
+	}
+}
+
+func newFakeDevice(spec FakeSpec, i int) *mock.Device {
+	g := spec.GPUs[i]
+	// answer returns v, or the error the spec sets for query q.
+	answer := func(q string) nvml.Return {
+		if ret, failed := fakeFailure(g, q); failed {
+			return ret
+		}
+		return nvml.SUCCESS
+	}
+	return &mock.Device{
+		GetIndexFunc: func() (int, nvml.Return) { return i, nvml.SUCCESS },
+		GetUUIDFunc:  func() (string, nvml.Return) { return g.UUID, answer("uuid") },
+		GetNameFunc:  func() (string, nvml.Return) { return g.Name, answer("name") },
+		GetPciInfoFunc: func() (nvml.PciInfo, nvml.Return) {
+			return pciInfo(fakeBusID(spec, i)), answer("pci")
+		},
+		GetMemoryInfoFunc: func() (nvml.Memory, nvml.Return) {
+			total, used := g.MemoryTotalMiB*mib, g.MemoryUsedMiB*mib
+			return nvml.Memory{Total: total, Used: used, Free: total - min(used, total)}, answer("memory")
+		},
+		GetUtilizationRatesFunc: func() (nvml.Utilization, nvml.Return) {
+			return nvml.Utilization{Gpu: g.UtilizationPercent}, answer("utilization")
+		},
+		GetTemperatureFunc: func(nvml.TemperatureSensors) (uint32, nvml.Return) {
+			return g.TemperatureC, answer("temperature")
+		},
+		GetPowerUsageFunc: func() (uint32, nvml.Return) { return g.PowerW * 1000, answer("power") },
+		GetMigModeFunc: func() (int, int, nvml.Return) {
+			mode := nvml.DEVICE_MIG_DISABLE
+			if g.MIGEnabled {
+				mode = nvml.DEVICE_MIG_ENABLE
+			}
+			return mode, mode, answer("mig")
+		},
+		GetComputeRunningProcessesFunc: func() ([]nvml.ProcessInfo, nvml.Return) {
+			ps := make([]nvml.ProcessInfo, 0, len(g.Processes))
+			for _, p := range g.Processes {
+				ps = append(ps, nvml.ProcessInfo{Pid: uint32(p.PID), UsedGpuMemory: p.UsedMemoryMiB * mib})
+			}
+			return ps, answer("processes")
+		},
+		GetNumaNodeIdFunc: func() (int, nvml.Return) {
+			if g.NUMANode == nil {
+				return 0, nvml.ERROR_NOT_SUPPORTED
+			}
+			return *g.NUMANode, answer("numa")
+		},
+		GetNvLinkStateFunc: func(link int) (nvml.EnableState, nvml.Return) {
+			if ret := answer("nvlink"); ret != nvml.SUCCESS {
+				return 0, ret
+			}
+			if len(g.NVLinkPeers) == 0 {
+				return 0, nvml.ERROR_NOT_SUPPORTED
+			}
+			if link < 0 || link >= len(g.NVLinkPeers) {
+				return 0, nvml.ERROR_INVALID_ARGUMENT
+			}
+			return nvml.FEATURE_ENABLED, nvml.SUCCESS
+		},
+		GetNvLinkRemotePciInfoFunc: func(link int) (nvml.PciInfo, nvml.Return) {
+			if link < 0 || link >= len(g.NVLinkPeers) {
+				return nvml.PciInfo{}, nvml.ERROR_INVALID_ARGUMENT
+			}
+			return pciInfo(fakeBusID(spec, g.NVLinkPeers[link])), answer("nvlink")
+		},
+	}
+}
+
+// fakeBusID is the GPU's pci_bus_id, or one made up from its index.
+func fakeBusID(spec FakeSpec, i int) string {
+	if id := spec.GPUs[i].PCIBusID; id != "" {
+		return id
+	}
+	return fmt.Sprintf("00000000:%02X:00.0", i+1)
+}
+
+func fakeFailure(g FakeGPU, query string) (nvml.Return, bool) {
+	name, ok := g.Errors[query]
+	if !ok {
+		return nvml.SUCCESS, false
+	}
+	ret, err := returnByName(name)
+	if err != nil {
+		ret = nvml.ERROR_UNKNOWN
+	}
+	return ret, ret != nvml.SUCCESS
+}
+
+func pciInfo(busID string) nvml.PciInfo {
+	var p nvml.PciInfo
+	for i := 0; i < len(busID) && i < len(p.BusId)-1; i++ {
+		p.BusId[i] = int8(busID[i])
+	}
+	return p
+}
+
+// cudaVersionInt turns "13.0" into NVML's 13000; "" is 0.
+func cudaVersionInt(s string) (int, error) {
+	if s == "" {
+		return 0, nil
+	}
+	major, minor, _ := strings.Cut(s, ".")
+	ma, err1 := strconv.Atoi(major)
+	mi, err2 := strconv.Atoi(minor)
+	if minor == "" {
+		mi, err2 = 0, nil
+	}
+	if err := errors.Join(err1, err2); err != nil || ma < 0 || mi < 0 || mi > 99 {
+		return 0, fmt.Errorf("cuda_version %q: want MAJOR.MINOR, e.g. 13.0", s)
+	}
+	return ma*1000 + mi*10, nil
+}
+
+var returnNames = map[string]nvml.Return{
+	"SUCCESS":                       nvml.SUCCESS,
+	"ERROR_UNINITIALIZED":           nvml.ERROR_UNINITIALIZED,
+	"ERROR_INVALID_ARGUMENT":        nvml.ERROR_INVALID_ARGUMENT,
+	"ERROR_NOT_SUPPORTED":           nvml.ERROR_NOT_SUPPORTED,
+	"ERROR_NO_PERMISSION":           nvml.ERROR_NO_PERMISSION,
+	"ERROR_NOT_FOUND":               nvml.ERROR_NOT_FOUND,
+	"ERROR_INSUFFICIENT_POWER":      nvml.ERROR_INSUFFICIENT_POWER,
+	"ERROR_DRIVER_NOT_LOADED":       nvml.ERROR_DRIVER_NOT_LOADED,
+	"ERROR_TIMEOUT":                 nvml.ERROR_TIMEOUT,
+	"ERROR_LIBRARY_NOT_FOUND":       nvml.ERROR_LIBRARY_NOT_FOUND,
+	"ERROR_FUNCTION_NOT_FOUND":      nvml.ERROR_FUNCTION_NOT_FOUND,
+	"ERROR_GPU_IS_LOST":             nvml.ERROR_GPU_IS_LOST,
+	"ERROR_RESET_REQUIRED":          nvml.ERROR_RESET_REQUIRED,
+	"ERROR_LIB_RM_VERSION_MISMATCH": nvml.ERROR_LIB_RM_VERSION_MISMATCH,
+	"ERROR_UNKNOWN":                 nvml.ERROR_UNKNOWN,
+}
+
+// returnByName maps "ERROR_UNKNOWN" to nvml.ERROR_UNKNOWN; "" is SUCCESS.
+func returnByName(name string) (nvml.Return, error) {
+	if name == "" {
+		return nvml.SUCCESS, nil
+	}
+	if r, ok := returnNames[name]; ok {
+		return r, nil
+	}
+	return nvml.ERROR_UNKNOWN, fmt.Errorf("unknown NVML return %q (e.g. ERROR_UNKNOWN, ERROR_NOT_SUPPORTED)", name)
+}

@@ -1,0 +1,294 @@
+package gpus
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+)
+
+// GPU states, as Status reports them.
+const (
+	StateFree         = "free"
+	StateBusy         = "busy"          // compute processes, or memory in use
+	StateReserved     = "reserved"      // a running or created container holds it
+	StateBusyReserved = "busy+reserved" // both
+	StateUnknown      = "unknown"       // neither processes nor memory could be read
+)
+
+// BusyMemoryMiB is the memory use above which a GPU without a visible
+// compute process is busy: an idle GPU reports a few MiB.
+const BusyMemoryMiB = 256
+
+// Holder is a container (or a host process) that holds a GPU: by running a
+// process on it, by a reservation in its configuration, or both.
+type Holder struct {
+	ContainerID   string // "" for a process outside containers
+	ContainerName string // without docker's leading "/"; "" when unknown
+	User          string // LabelUser, else the container's Config.User (for a host process, its owner); "" when unknown
+	PIDs          []int  // host PIDs of its compute processes on the GPU
+	ByProcess     bool
+	ByReservation bool
+}
+
+// GPUStatus is a device with its state and holders.
+type GPUStatus struct {
+	Device
+	State   string
+	Holders []Holder
+}
+
+// ContainerAPI is the part of the Docker API that Status uses; the docker
+// CLI's client satisfies it.
+type ContainerAPI interface {
+	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
+	ContainerInspect(ctx context.Context, containerID string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
+}
+
+// ReservationCache remembers containers' reservations by container ID,
+// which is safe because a container's configuration never changes. Status
+// calls it from one goroutine only.
+type ReservationCache interface {
+	Get(containerID string) (Reservation, bool)
+	Put(containerID string, r Reservation)
+}
+
+// MemoryCache is the in-memory ReservationCache.
+type MemoryCache map[string]Reservation
+
+// Get returns the cached reservation of a container.
+func (c MemoryCache) Get(id string) (Reservation, bool) { r, ok := c[id]; return r, ok }
+
+// Put caches the reservation of a container.
+func (c MemoryCache) Put(id string, r Reservation) { c[id] = r }
+
+// Status returns the state and holders of each GPU of inv, looking up
+// containers through api and processes under procRoot ("/proc").
+func Status(ctx context.Context, inv Inventory, api ContainerAPI, procRoot string) ([]GPUStatus, error) {
+	return Lookup{API: api, ProcRoot: procRoot}.Status(ctx, inv)
+}
+
+// Lookup finds who holds the GPUs.
+type Lookup struct {
+	// API lists and inspects containers. Nil: only processes are looked at,
+	// reservations are not known.
+	API ContainerAPI
+	// ProcRoot is where host processes are found, normally "/proc".
+	ProcRoot string
+	// Cache keeps reservations between calls; nil: a new MemoryCache per call.
+	Cache ReservationCache
+	// Parallel is how many containers are inspected at once; 0 means 8.
+	Parallel int
+}
+
+// liveStates are the container states that hold GPUs: a created container
+// will get its GPUs when started, a paused one keeps its memory.
+var liveStates = []container.ContainerState{
+	container.StateRunning, container.StateCreated, container.StatePaused, container.StateRestarting,
+}
+
+// Status returns the state and holders of each GPU of inv. It lists the
+// containers once and inspects only those whose reservation is not cached
+// and not told by docker perceptron's labels.
+func (l Lookup) Status(ctx context.Context, inv Inventory) ([]GPUStatus, error) {
+	type info struct {
+		name string
+		res  Reservation
+	}
+	live := map[string]*info{}
+	if l.API != nil {
+		cache := l.Cache
+		if cache == nil {
+			cache = MemoryCache{}
+		}
+		list, err := l.API.ContainerList(ctx, client.ContainerListOptions{All: true})
+		if err != nil {
+			return nil, fmt.Errorf("cannot list containers: %w", err)
+		}
+		var toInspect []string
+		for _, c := range list.Items {
+			if !slices.Contains(liveStates, c.State) {
+				continue
+			}
+			in := &info{name: containerName(c.Names)}
+			live[c.ID] = in
+			if r, ok := cache.Get(c.ID); ok {
+				in.res = r
+			} else if r, ok := reservationFromLabels(c.Labels); ok {
+				in.res = r
+				cache.Put(c.ID, r)
+			} else {
+				toInspect = append(toInspect, c.ID)
+			}
+		}
+		found, err := l.inspect(ctx, toInspect)
+		if err != nil {
+			return nil, err
+		}
+		for id, r := range found {
+			live[id].res = r
+			cache.Put(id, r)
+		}
+	}
+
+	// Which container (or none) each GPU process belongs to.
+	owners := map[int]string{}
+	for _, d := range inv.Devices {
+		for _, p := range d.Processes {
+			if _, seen := owners[p.PID]; !seen {
+				owners[p.PID] = containerOfProcess(l.ProcRoot, p.PID)
+			}
+		}
+	}
+
+	reservedBy := map[int][]string{} // GPU index -> container IDs
+	for id, in := range live {
+		for _, i := range in.res.Indexes(inv) {
+			reservedBy[i] = append(reservedBy[i], id)
+		}
+	}
+
+	out := make([]GPUStatus, 0, len(inv.Devices))
+	for _, d := range inv.Devices {
+		byKey := map[string]*Holder{}
+		var holders []*Holder
+		holder := func(key string, mk func() Holder) *Holder {
+			if h, ok := byKey[key]; ok {
+				return h
+			}
+			h := mk()
+			byKey[key] = &h
+			holders = append(holders, &h)
+			return &h
+		}
+		for _, p := range d.Processes {
+			id := owners[p.PID]
+			key := id
+			if id == "" {
+				key = fmt.Sprintf("pid %d", p.PID) // each host process is its own holder
+			}
+			h := holder(key, func() Holder {
+				if id == "" {
+					return Holder{User: processOwner(l.ProcRoot, p.PID)}
+				}
+				h := Holder{ContainerID: id}
+				if in := live[id]; in != nil {
+					h.ContainerName, h.User = in.name, in.res.User
+				}
+				return h
+			})
+			h.ByProcess = true
+			h.PIDs = append(h.PIDs, p.PID)
+		}
+		for _, id := range reservedBy[d.Index] {
+			h := holder(id, func() Holder {
+				return Holder{ContainerID: id, ContainerName: live[id].name, User: live[id].res.User}
+			})
+			h.ByReservation = true
+		}
+
+		s := GPUStatus{Device: d, State: state(d, len(reservedBy[d.Index]) > 0)}
+		for _, h := range holders {
+			slices.Sort(h.PIDs)
+			s.Holders = append(s.Holders, *h)
+		}
+		slices.SortFunc(s.Holders, func(a, b Holder) int {
+			return cmp.Or(
+				strings.Compare(a.ContainerName, b.ContainerName),
+				strings.Compare(a.ContainerID, b.ContainerID),
+				slices.Compare(a.PIDs, b.PIDs),
+			)
+		})
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// inspect reads the reservations of containers, a few at a time. A
+// container removed since it was listed holds nothing and is left out.
+func (l Lookup) inspect(ctx context.Context, ids []string) (map[string]Reservation, error) {
+	parallel := l.Parallel
+	if parallel <= 0 {
+		parallel = 8
+	}
+	type result struct {
+		id  string
+		res Reservation
+		err error
+	}
+	results := make([]result, len(ids))
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			ctr, err := l.API.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+			results[i] = result{id: id, res: ReservationOf(ctr.Container), err: err}
+		})
+	}
+	wg.Wait()
+
+	found := make(map[string]Reservation, len(ids))
+	for _, r := range results {
+		switch {
+		case r.err == nil:
+			found[r.id] = r.res
+		case cerrdefs.IsNotFound(r.err):
+		default:
+			return nil, fmt.Errorf("cannot inspect container %s: %w", r.id, r.err)
+		}
+	}
+	return found, nil
+}
+
+// reservationFromLabels reads the labels docker perceptron sets on the
+// containers it creates; they describe its GPUs and user completely.
+func reservationFromLabels(labels map[string]string) (Reservation, bool) {
+	gpus, ok1 := labels[LabelGPUs]
+	u, ok2 := labels[LabelUser]
+	if !ok1 || !ok2 {
+		return Reservation{}, false
+	}
+	r := Reservation{User: u}
+	r.addList(gpus)
+	return r, true
+}
+
+func containerName(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return strings.TrimPrefix(names[0], "/")
+}
+
+// state derives a GPU's state from its processes, memory use and whether a
+// container reserves it.
+func state(d Device, reserved bool) string {
+	busy, known := false, false
+	if d.Known("processes") {
+		known = true
+		busy = len(d.Processes) > 0
+	}
+	if d.Known("memory") {
+		known = true
+		busy = busy || d.MemoryUsedMiB > BusyMemoryMiB
+	}
+	switch {
+	case busy && reserved:
+		return StateBusyReserved
+	case busy:
+		return StateBusy
+	case reserved:
+		return StateReserved
+	case !known:
+		return StateUnknown
+	}
+	return StateFree
+}
