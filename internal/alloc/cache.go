@@ -87,4 +87,3 @@ func DefaultCachePath() string {
 	}
 	return filepath.Join(dir, "docker-perceptron", "reservations.json")
 }
-
