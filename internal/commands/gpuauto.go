@@ -125,7 +125,7 @@ func newAllocator(dockerCLI command.Cli, deps Deps, cache gpus.ReservationCache)
 	}
 	return &alloc.Allocator{
 		NVML:     deps.NVML,
-		Holders:  gpus.Lookup{API: deps.Containers(dockerCLI), ProcRoot: deps.ProcRoot, Cache: cache},
+		Holders:  gpus.Lookup{API: deps.API(dockerCLI), ProcRoot: deps.ProcRoot, Cache: cache},
 		StateDir: deps.stateDir(),
 		Now:      deps.Now,
 		Waiting: func(msg string) {

@@ -2,16 +2,19 @@
 package commands
 
 import (
+	"context"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/docker/cli/cli-plugins/plugin"
 	"github.com/docker/cli/cli/command"
+	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
 	"github.com/perceptron/docker-perceptron/internal/alloc"
 	"github.com/perceptron/docker-perceptron/internal/claims"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/preflight"
 )
 
 // Deps are the dependencies the commands share, passed in so tests can
@@ -20,9 +23,9 @@ type Deps struct {
 	// NVML returns the NVML library: the host's, or a fake one in builds
 	// with the fakenvml tag. Init/Shutdown are the caller's.
 	NVML func() (nvml.Interface, error)
-	// Containers returns the Docker API that GPU holders are looked up
-	// with: the docker CLI's client.
-	Containers func(command.Cli) gpus.ContainerAPI
+	// API returns the part of the Docker API that docker perceptron uses
+	// itself (the stock commands use the CLI's client): the CLI's client.
+	API func(command.Cli) DockerAPI
 	// ProcRoot is where host processes are looked up ("/proc").
 	ProcRoot string
 	// SystemPresets and UserPresets are the preset files, read in that order.
@@ -44,7 +47,7 @@ type Deps struct {
 func DefaultDeps() Deps {
 	return Deps{
 		NVML:          gpus.OpenLibrary,
-		Containers:    func(c command.Cli) gpus.ContainerAPI { return c.Client() },
+		API:           func(c command.Cli) DockerAPI { return c.Client() },
 		ProcRoot:      "/proc",
 		SystemPresets: "/etc/docker/perceptron/presets.yaml",
 		UserPresets:   "", // resolved from DOCKER_CONFIG at run time
@@ -53,6 +56,14 @@ func DefaultDeps() Deps {
 		Now:           time.Now,
 		User:          currentUser,
 	}
+}
+
+// DockerAPI is what docker perceptron asks the daemon itself: containers
+// for GPU holders, daemon facts and images for the pre-flight checks.
+type DockerAPI interface {
+	gpus.ContainerAPI
+	preflight.API
+	ImageInspect(ctx context.Context, image string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error)
 }
 
 func (d Deps) stateDir() string {

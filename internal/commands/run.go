@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/perceptron/docker-perceptron/internal/preflight"
 	"github.com/perceptron/docker-perceptron/internal/presets"
 )
 
@@ -192,8 +193,15 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, name st
 	if err != nil {
 		return cli.StatusError{StatusCode: 125, Status: err.Error()}
 	}
+	quiet := isSet(settings, "quiet")
+	if !inv.dryRun {
+		in := preflightInput(ctx, dockerCLI, deps, inv, fromPresets, settings)
+		if err := reportPreflight(dockerCLI, preflight.Run(in), quiet); err != nil {
+			return err
+		}
+	}
 	settings, release, err := claimWithSignals(ctx, waitLimit, func(ctx context.Context) ([]presets.Setting, func(), error) {
-		return claimGPUs(ctx, dockerCLI, deps, settings, inv.dryRun, wait, isSet(settings, "quiet"))
+		return claimGPUs(ctx, dockerCLI, deps, settings, inv.dryRun, wait, quiet)
 	})
 	if err != nil {
 		return cli.StatusError{StatusCode: 125, Status: err.Error()}

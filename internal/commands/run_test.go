@@ -44,7 +44,7 @@ func testCLI(t *testing.T) (*command.DockerCli, *bytes.Buffer, *bytes.Buffer, De
 	deps.StateDir = filepath.Join(dir, "state")
 	deps.CachePath = filepath.Join(dir, "cache", "reservations.json")
 	deps.NVML = func() (nvml.Interface, error) { return gpus.NewFakeLibrary(testGPUs), nil }
-	deps.Containers = func(command.Cli) gpus.ContainerAPI { return noContainers{} }
+	deps.API = func(command.Cli) DockerAPI { return noContainers{} }
 	return dockerCLI, out, errOut, deps
 }
 
@@ -59,8 +59,21 @@ var testGPUs = gpus.FakeSpec{
 	},
 }
 
-// noContainers is a Docker daemon without containers.
+// noContainers is a Docker daemon without containers, which does not answer
+// the pre-flight checks' questions.
 type noContainers struct{}
+
+func (noContainers) Ping(context.Context, client.PingOptions) (client.PingResult, error) {
+	return client.PingResult{}, errors.New("no daemon in unit tests")
+}
+
+func (noContainers) Info(context.Context, client.InfoOptions) (client.SystemInfoResult, error) {
+	return client.SystemInfoResult{}, errors.New("no daemon in unit tests")
+}
+
+func (noContainers) ImageInspect(context.Context, string, ...client.ImageInspectOption) (client.ImageInspectResult, error) {
+	return client.ImageInspectResult{}, errors.New("no daemon in unit tests")
+}
 
 func (noContainers) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
 	return client.ContainerListResult{}, nil

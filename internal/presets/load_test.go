@@ -3,6 +3,7 @@ package presets_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/docker/cli/cli/command"
@@ -30,8 +31,9 @@ func runFlags(t *testing.T) func() *pflag.FlagSet {
 	}
 }
 
+// special stands in for the plugin's own values: "tty: auto", "gpus: auto".
 func special(flag, value string) (bool, error) {
-	return flag == "tty" && value == "auto", nil
+	return (flag == "tty" && value == "auto") || (flag == "gpus" && strings.HasPrefix(value, "auto")), nil
 }
 
 func writeFile(t *testing.T, name, text string) string {
@@ -111,7 +113,7 @@ func TestLoadBuiltin(t *testing.T) {
 	assert.NilError(t, err)
 	// The flags of the Perceptron tutorial.
 	assert.DeepEqual(t, presets.Args(tf), []string{
-		"--shm-size", "1g", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
+		"--gpus", "auto", "--shm-size", "1g", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
 		"--publish", "8000", "--rm", "--interactive", "--tty=auto",
 	})
 }
