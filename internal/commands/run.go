@@ -208,6 +208,7 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, name st
 	}
 	// The container, once created, carries the claim in its labels.
 	defer release()
+	afterClaimHook()
 	if len(inv.presets) > 0 {
 		settings = presets.Merge([]presets.Setting{{Flag: "label", Value: labelPresets + "=" + strings.Join(inv.presets, ",")}}, settings)
 	}
