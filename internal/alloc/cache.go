@@ -19,9 +19,12 @@ type FileCache struct {
 }
 
 // OpenFileCache reads the cache at path; a missing or corrupt file is an
-// empty cache.
+// empty cache. With path "", the cache lives in memory only.
 func OpenFileCache(path string) *FileCache {
 	c := &FileCache{path: path, entries: map[string]gpus.Reservation{}, used: map[string]bool{}}
+	if path == "" {
+		return c
+	}
 	if data, err := os.ReadFile(path); err == nil {
 		if json.Unmarshal(data, &c.entries) != nil {
 			c.entries = map[string]gpus.Reservation{}
@@ -49,7 +52,7 @@ func (c *FileCache) Put(id string, r gpus.Reservation) {
 // Save writes the entries looked up since OpenFileCache (the live
 // containers), dropping the others, atomically.
 func (c *FileCache) Save() error {
-	if !c.dirty && len(c.used) == len(c.entries) {
+	if c.path == "" || (!c.dirty && len(c.used) == len(c.entries)) {
 		return nil
 	}
 	keep := map[string]gpus.Reservation{}

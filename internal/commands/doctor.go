@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,39 +10,25 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 
+	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/preflight"
-)
-
-// Where the host-wide GPU lock and the claim leases live when neither Deps
-// nor the environment says otherwise.
-const (
-	envStateDir     = "PERCEPTRON_STATE_DIR"
-	defaultStateDir = "/tmp/docker-perceptron"
 )
 
 type doctorOptions struct {
 	format string
-	// checkPresets validates the preset files; nil skips the check.
-	checkPresets func() []preflight.Finding
 }
 
-// newDoctorCommand returns "doctor" without the preset check; see
-// newDoctorCommandWith.
 func newDoctorCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
-	return newDoctorCommandWith(dockerCLI, deps, nil)
-}
-
-// newDoctorCommandWith returns "doctor"; checkPresets, when not nil, reports
-// on the preset files.
-func newDoctorCommandWith(dockerCLI command.Cli, deps Deps, checkPresets func() []preflight.Finding) *cobra.Command {
-	opts := doctorOptions{checkPresets: checkPresets}
+	var opts doctorOptions
 	cmd := &cobra.Command{
 		Use:   "doctor [OPTIONS]",
 		Short: "Check that this host and its docker daemon can run GPU containers",
@@ -59,10 +46,6 @@ func runDoctor(ctx context.Context, dockerCLI command.Cli, deps Deps, opts docto
 		return cli.StatusError{StatusCode: 125, Status: fmt.Sprintf("invalid --format %q: use table or json", opts.format)}
 	}
 	facts := gatherDoctorFacts(ctx, dockerCLI, deps)
-	if opts.checkPresets != nil {
-		facts.presets = opts.checkPresets()
-		facts.presetsChecked = true
-	}
 	return reportDoctor(dockerCLI, opts.format, buildDoctorReport(facts))
 }
 
@@ -74,38 +57,47 @@ type doctorFacts struct {
 	daemonErr    error
 	devCharLinks bool  // NVIDIA links in /dev/char (see preflight.NvidiaDevCharLinks)
 	memlockHard  int64 // this user's hard RLIMIT_MEMLOCK; -1 unlimited, 0 unknown
+	// lacksSysResource: this host withholds CAP_SYS_RESOURCE (see
+	// preflight.LacksSysResource).
+	lacksSysResource bool
 
 	nvml nvmlFacts
 
 	stateDir stateDirFacts
 
-	presets        []preflight.Finding
-	presetsChecked bool
+	presets presetFacts
 }
 
 // nvmlFacts is what NVML says about the host's driver and GPUs.
 type nvmlFacts struct {
-	err           error // NVML unavailable or Init failed
-	driverVersion string
-	cudaVersion   string   // "13.0"
-	queryErrors   []string // system-level queries that failed, "driver version: ERROR_..."
-	devices       []nvmlDevice
-}
-
-type nvmlDevice struct {
-	index      int
-	name, uuid string
-	errs       []string // queries that failed for this device
+	inv gpus.Inventory
+	// err is gpus.Load's: NVML unusable (wraps gpus.ErrNoDriver), or the
+	// GPUs could not be counted (inv then has the driver's versions).
+	err error
 }
 
 // stateDirFacts describes the lock and lease directory.
 type stateDirFacts struct {
 	path           string
 	exists         bool
+	symlink        bool
 	isDir          bool
 	mode           fs.FileMode
-	err            error // stat failed for another reason than absence
+	uid            int   // owner; -1 unknown
+	err            error // lstat failed for another reason than absence
 	parentWritable bool  // when it does not exist: can it be created?
+}
+
+// presetFacts describes the preset files.
+type presetFacts struct {
+	files []presetFileFacts // in load order
+	count int               // presets that load, built-in ones included
+	err   error             // the first error loading them (file:line)
+}
+
+type presetFileFacts struct {
+	path   string
+	exists bool
 }
 
 // gatherDoctorFacts is the thin layer that talks to the daemon, NVML and
@@ -115,47 +107,49 @@ func gatherDoctorFacts(ctx context.Context, dockerCLI command.Cli, deps Deps) do
 	f.dockerHost = dockerCLI.DockerEndpoint().Host
 	f.daemon, f.daemonErr = preflight.DaemonFacts(ctx, dockerCLI.Client(), f.dockerHost)
 	if f.daemonErr == nil && f.daemon.Local {
-		f.daemon.HookOnPath = preflight.LookupHook(os.Getenv("PATH"))
+		f.daemon.HookOnPath = preflight.LookupDaemonHook(f.dockerHost, os.Getenv("PATH"))
 		f.devCharLinks = preflight.NvidiaDevCharLinks("/dev")
+		f.lacksSysResource = preflight.LacksSysResource()
 	}
 	if hard, err := preflight.MemlockHardLimit(); err == nil {
 		f.memlockHard = hard
 	}
-
-	if deps.NVML == nil {
-		f.nvml.err = errors.New("NVML is not available")
-	} else if lib, err := deps.NVML(); err != nil {
-		f.nvml.err = err
-	} else {
-		f.nvml = readNVML(lib)
-	}
-
-	f.stateDir = statStateDir(resolveStateDir(deps.StateDir, os.Getenv(envStateDir)))
+	f.nvml = loadNVML(deps)
+	f.stateDir = statStateDir(deps.stateDir())
+	f.presets = checkPresetFiles(dockerCLI, deps)
 	return f
 }
 
-// resolveStateDir picks the state directory: Deps, then the environment,
-// then the default.
-func resolveStateDir(fromDeps, fromEnv string) string {
-	switch {
-	case fromDeps != "":
-		return fromDeps
-	case fromEnv != "":
-		return fromEnv
-	default:
-		return defaultStateDir
+// loadNVML reads the inventory with gpus.Load, whose errors say how to
+// check the driver.
+func loadNVML(deps Deps) nvmlFacts {
+	var lib nvml.Interface
+	if deps.NVML != nil {
+		l, err := deps.NVML()
+		if err != nil {
+			return nvmlFacts{err: err}
+		}
+		lib = l
 	}
+	inv, err := gpus.Load(lib) // a nil lib is gpus.ErrNoDriver
+	return nvmlFacts{inv: inv, err: err}
 }
 
 func statStateDir(path string) stateDirFacts {
-	s := stateDirFacts{path: path}
-	fi, err := os.Stat(path)
+	s := stateDirFacts{path: path, uid: -1}
+	// Lstat: the claims refuse a symlink, as they do not follow one.
+	fi, err := os.Lstat(path)
 	switch {
 	case err == nil:
 		s.exists, s.isDir, s.mode = true, fi.IsDir(), fi.Mode()
+		s.symlink = fi.Mode()&fs.ModeSymlink != 0
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			s.uid = int(st.Uid)
+		}
 	case errors.Is(err, fs.ErrNotExist):
 		// Try for real: permission bits alone do not tell about ACLs,
-		// read-only mounts or root.
+		// read-only mounts or root. The claims make only the last
+		// element, as this does.
 		if tmp, err := os.MkdirTemp(filepath.Dir(path), ".perceptron-doctor-"); err == nil {
 			s.parentWritable = true
 			_ = os.Remove(tmp)
@@ -166,48 +160,25 @@ func statStateDir(path string) stateDirFacts {
 	return s
 }
 
-// readNVML reads the driver and the GPUs. A GPU whose query fails is kept,
-// with what is known.
-func readNVML(lib nvml.Interface) nvmlFacts {
-	var f nvmlFacts
-	if ret := lib.Init(); ret != nvml.SUCCESS {
-		f.err = fmt.Errorf("cannot initialize NVML: %v", ret)
-		return f
-	}
-	defer lib.Shutdown()
-
-	if v, ret := lib.SystemGetDriverVersion(); ret == nvml.SUCCESS {
-		f.driverVersion = v
-	} else {
-		f.queryErrors = append(f.queryErrors, fmt.Sprintf("driver version: %v", ret))
-	}
-	if v, ret := lib.SystemGetCudaDriverVersion_v2(); ret == nvml.SUCCESS {
-		f.cudaVersion = fmt.Sprintf("%d.%d", v/1000, v%1000/10)
-	} else {
-		f.queryErrors = append(f.queryErrors, fmt.Sprintf("CUDA version: %v", ret))
-	}
-	count, ret := lib.DeviceGetCount()
-	if ret != nvml.SUCCESS {
-		f.queryErrors = append(f.queryErrors, fmt.Sprintf("device count: %v", ret))
-		return f
-	}
-	for i := range count {
-		d := nvmlDevice{index: i}
-		dev, ret := lib.DeviceGetHandleByIndex(i)
-		if ret != nvml.SUCCESS {
-			d.errs = append(d.errs, fmt.Sprintf("handle: %v", ret))
-			f.devices = append(f.devices, d)
+// checkPresetFiles tells which preset files exist and loads them all as
+// run does.
+func checkPresetFiles(dockerCLI command.Cli, deps Deps) presetFacts {
+	var p presetFacts
+	for _, path := range presetFilePaths(deps) {
+		if path == "" {
 			continue
 		}
-		if d.name, ret = dev.GetName(); ret != nvml.SUCCESS {
-			d.errs = append(d.errs, fmt.Sprintf("name: %v", ret))
-		}
-		if d.uuid, ret = dev.GetUUID(); ret != nvml.SUCCESS {
-			d.errs = append(d.errs, fmt.Sprintf("UUID: %v", ret))
-		}
-		f.devices = append(f.devices, d)
+		_, err := os.Stat(path)
+		// A file that exists but cannot be read is reported by the load.
+		p.files = append(p.files, presetFileFacts{path: path, exists: !errors.Is(err, fs.ErrNotExist)})
 	}
-	return f
+	store, err := loadPresets(dockerCLI, deps)
+	if err != nil {
+		p.err = err
+		return p
+	}
+	p.count = len(store.List())
+	return p
 }
 
 // buildDoctorReport turns the facts into one finding per line of the report.
@@ -223,13 +194,32 @@ func buildDoctorReport(f doctorFacts) []preflight.Finding {
 	}
 	out = append(out, nvmlFindings(f)...)
 	out = append(out, stateDirFinding(f.stateDir))
-	if f.presetsChecked {
-		if len(f.presets) == 0 {
-			out = append(out, preflight.Finding{Check: "presets", Level: preflight.OK, Message: "no preset files found; built-in presets only"})
-		}
-		out = append(out, f.presets...)
-	}
+	out = append(out, presetsFinding(f.presets))
 	return out
+}
+
+func presetsFinding(p presetFacts) preflight.Finding {
+	const check = "presets"
+	if p.err != nil {
+		return preflight.Finding{
+			Check: check, Level: preflight.Fail,
+			Message: p.err.Error(),
+			Fix:     "fix the file; 'docker perceptron presets ls' shows what loads",
+		}
+	}
+	from, absent := []string{"built-in"}, []string(nil)
+	for _, file := range p.files {
+		if file.exists {
+			from = append(from, file.path)
+		} else {
+			absent = append(absent, file.path)
+		}
+	}
+	msg := fmt.Sprintf("%d presets load (%s)", p.count, strings.Join(from, ", "))
+	if len(absent) > 0 {
+		msg += "; no file at " + strings.Join(absent, ", ")
+	}
+	return preflight.Finding{Check: check, Level: preflight.OK, Message: msg}
 }
 
 func daemonFinding(f doctorFacts) preflight.Finding {
@@ -267,15 +257,17 @@ func daemonFinding(f doctorFacts) preflight.Finding {
 // memlockFinding tells whether the training presets' --ulimit memlock=-1
 // will be accepted by this daemon.
 func memlockFinding(f doctorFacts) preflight.Finding {
-	hard := f.memlockHard
+	hard, lacks := f.memlockHard, f.lacksSysResource
 	if !f.daemon.Local {
-		hard = 0 // this user's limit says nothing about a remote daemon's
+		// This host's limits say nothing about a remote daemon's.
+		hard, lacks = 0, false
 	}
 	// With nothing but the ulimit set, Run only runs the memlock check.
 	found := preflight.Run(preflight.Input{
-		Daemon:          f.daemon,
-		Ulimits:         []string{"memlock=-1"},
-		HostMemlockHard: hard,
+		Daemon:               f.daemon,
+		Ulimits:              []string{"memlock=-1"},
+		HostMemlockHard:      hard,
+		HostLacksSysResource: lacks,
 	})
 	if len(found) > 0 {
 		return found[0]
@@ -294,70 +286,109 @@ func nvmlFindings(f doctorFacts) []preflight.Finding {
 	if f.daemonErr == nil && !f.daemon.Local {
 		fail, where = preflight.Warn, " (this host; the daemon is remote)"
 	}
-	n := f.nvml
-	if n.err != nil {
+	inv, err := f.nvml.inv, f.nvml.err
+	if err != nil && (errors.Is(err, gpus.ErrNoDriver) || inv.DriverVersion == "" && inv.CUDAVersion == "") {
 		return []preflight.Finding{{
 			Check: "nvidia-driver", Level: fail,
-			Message: n.err.Error() + where,
+			Message: err.Error() + where,
 			Fix:     "install the NVIDIA driver for your GPUs and check that nvidia-smi works; the plugin needs libnvidia-ml.so.1",
 		}}
 	}
 	driver := preflight.Finding{
 		Check: "nvidia-driver", Level: preflight.OK,
-		Message: fmt.Sprintf("driver %s, CUDA %s%s", orDash(n.driverVersion), orDash(n.cudaVersion), where),
+		Message: fmt.Sprintf("driver %s, CUDA %s%s", orDash(inv.DriverVersion), orDash(inv.CUDAVersion), where),
 	}
-	if len(n.queryErrors) > 0 {
+	if inv.DriverVersion == "" || inv.CUDAVersion == "" {
 		driver.Level = preflight.Warn
-		driver.Message += "; failed: " + strings.Join(n.queryErrors, ", ")
+		driver.Message += "; NVML did not report the driver's versions"
 		driver.Fix = "check nvidia-smi; a driver/library version mismatch needs a reboot after a driver upgrade"
 	}
 	out := []preflight.Finding{driver}
-	if len(n.devices) == 0 {
+	if err != nil {
+		return append(out, preflight.Finding{
+			Check: "gpus", Level: fail,
+			Message: err.Error() + where,
+			Fix:     "check nvidia-smi; a driver/library version mismatch needs a reboot after a driver upgrade",
+		})
+	}
+	if len(inv.Devices) == 0 {
 		return append(out, preflight.Finding{
 			Check: "gpus", Level: fail,
 			Message: "NVML sees no GPU" + where,
 			Fix:     "check nvidia-smi and that the nvidia kernel module is loaded (lsmod | grep nvidia)",
 		})
 	}
-	for _, d := range n.devices {
+	for _, d := range inv.Devices {
 		g := preflight.Finding{
-			Check: fmt.Sprintf("gpu %d", d.index), Level: preflight.OK,
-			Message: orDash(d.name) + ", " + orDash(d.uuid),
+			Check: fmt.Sprintf("gpu %d", d.Index), Level: preflight.OK,
+			Message: orDash(d.Name) + ", " + orDash(d.UUID),
 		}
-		if len(d.errs) > 0 {
+		if len(d.Errors) > 0 {
 			g.Level = preflight.Warn
-			g.Message += "; failed: " + strings.Join(d.errs, ", ")
-			g.Fix = "check this GPU with nvidia-smi -i " + fmt.Sprint(d.index) + "; a GPU that has fallen off the bus needs a reset or a reboot"
+			g.Message += "; failed: " + failedQueries(d.Errors)
+			g.Fix = fmt.Sprintf("check this GPU with nvidia-smi -i %d; a GPU that has fallen off the bus needs a reset or a reboot", d.Index)
 		}
 		out = append(out, g)
 	}
 	return out
 }
 
+// failedQueries lists failed NVML queries grouped by error, "memory, name:
+// ERROR_GPU_IS_LOST; power: ERROR_UNKNOWN".
+func failedQueries(errs map[string]string) string {
+	if e, ok := errs["handle"]; ok {
+		return "handle: " + e // and so every query
+	}
+	byErr := map[string][]string{}
+	for q, e := range errs {
+		byErr[e] = append(byErr[e], q)
+	}
+	type group struct {
+		err     string
+		queries []string
+	}
+	groups := make([]group, 0, len(byErr))
+	for e, qs := range byErr {
+		slices.Sort(qs)
+		groups = append(groups, group{e, qs})
+	}
+	slices.SortFunc(groups, func(a, b group) int { return cmp.Compare(a.queries[0], b.queries[0]) })
+	parts := make([]string, len(groups))
+	for i, g := range groups {
+		parts[i] = strings.Join(g.queries, ", ") + ": " + g.err
+	}
+	return strings.Join(parts, "; ")
+}
+
+// stateDirFinding says whether internal/claims will keep GPU claims in the
+// state directory, by its rules (see claims.openDir and checkDir), and
+// whether every user can.
 func stateDirFinding(s stateDirFacts) preflight.Finding {
 	const check = "state-dir"
 	fix := "sudo mkdir -p " + s.path + " && sudo chmod 1777 " + s.path
+	fail := func(msg, fix string) preflight.Finding {
+		return preflight.Finding{Check: check, Level: preflight.Fail, Message: msg, Fix: fix}
+	}
 	switch {
 	case s.err != nil:
-		return preflight.Finding{Check: check, Level: preflight.Fail, Message: s.err.Error(), Fix: fix}
+		return fail(s.err.Error(), fix)
 	case !s.exists && s.parentWritable:
-		return preflight.Finding{Check: check, Level: preflight.OK, Message: s.path + " does not exist yet; it will be created (mode 1777) on first use"}
+		return preflight.Finding{Check: check, Level: preflight.OK, Message: s.path + " does not exist yet; the first GPU claim (run or create with --gpus auto) creates it, mode 1777"}
 	case !s.exists:
-		return preflight.Finding{Check: check, Level: preflight.Fail, Message: s.path + " does not exist and cannot be created by this user", Fix: fix}
+		return fail(s.path+" does not exist and this user cannot create it", fix)
+	case s.symlink:
+		return fail(s.path+" is a symlink: GPU claims refuse it", "remove it, then: "+fix)
 	case !s.isDir:
-		return preflight.Finding{Check: check, Level: preflight.Fail, Message: s.path + " is not a directory", Fix: "remove it, then: " + fix}
+		return fail(s.path+" is not a directory", "remove it, then: "+fix)
+	case s.mode.Perm()&0o002 != 0 && s.mode&fs.ModeSticky == 0:
+		return fail(fmt.Sprintf("%s is %s without the sticky bit: GPU claims refuse it (anyone could remove or replace them)", s.path, modeString(s.mode)),
+			"sudo chmod 1777 "+s.path)
 	case s.mode.Perm()&0o003 != 0o003:
-		return preflight.Finding{
-			Check: check, Level: preflight.Fail,
-			Message: fmt.Sprintf("%s is %s: other users cannot take GPU locks and leases", s.path, modeString(s.mode)),
-			Fix:     "sudo chmod 1777 " + s.path,
+		msg := fmt.Sprintf("%s is %s: other users cannot take GPU locks and leases", s.path, modeString(s.mode))
+		if s.uid > 0 && s.uid != os.Geteuid() {
+			msg = fmt.Sprintf("%s is %s and belongs to user %d: GPU claims refuse it", s.path, modeString(s.mode), s.uid)
 		}
-	case s.mode&fs.ModeSticky == 0:
-		return preflight.Finding{
-			Check: check, Level: preflight.Warn,
-			Message: fmt.Sprintf("%s is %s without the sticky bit: users can delete each other's leases", s.path, modeString(s.mode)),
-			Fix:     "sudo chmod 1777 " + s.path,
-		}
+		return fail(msg, "sudo chmod 1777 "+s.path)
 	}
 	return preflight.Finding{Check: check, Level: preflight.OK, Message: fmt.Sprintf("%s (%s)", s.path, modeString(s.mode))}
 }

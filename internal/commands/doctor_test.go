@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,88 +13,86 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
-	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
-	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/flags"
-	"github.com/google/go-cmp/cmp"
 	"github.com/moby/moby/api/types/system"
 	"github.com/moby/moby/client"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/golden"
 
+	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/preflight"
 )
 
-// doctorNVML is a DGX H100 (driver 550.54.15, CUDA 12.4) with fixed UUIDs.
-func doctorNVML(t *testing.T) *server.Server {
-	t.Helper()
-	s := dgxh100.New()
-	s.SystemGetCudaDriverVersion_v2Func = func() (int, nvml.Return) { return s.CudaDriverVersion, nvml.SUCCESS }
-	for i, d := range s.Devices {
-		d.(*server.Device).UUID = "GPU-0000000" + string(rune('0'+i)) + "-h100"
+// doctorSpec is eight H100s (driver 550.54.15, CUDA 12.4) with fixed UUIDs.
+func doctorSpec() gpus.FakeSpec {
+	spec := gpus.FakeSpec{DriverVersion: "550.54.15", CUDAVersion: "12.4"}
+	for i := range 8 {
+		spec.GPUs = append(spec.GPUs, gpus.FakeGPU{UUID: fmt.Sprintf("GPU-0000000%d-h100", i), Name: "NVIDIA H100 80GB HBM3", MemoryTotalMiB: 81559})
 	}
-	return s
+	return spec
 }
 
-func TestReadNVML(t *testing.T) {
-	t.Run("dgx h100", func(t *testing.T) {
-		s := doctorNVML(t)
-		shutdowns := 0
-		s.ShutdownFunc = func() nvml.Return { shutdowns++; return nvml.SUCCESS }
-		f := readNVML(s)
-		assert.NilError(t, f.err)
-		assert.Equal(t, f.driverVersion, "550.54.15")
-		assert.Equal(t, f.cudaVersion, "12.4")
-		assert.Assert(t, is.Len(f.devices, 8))
-		assert.DeepEqual(t, f.devices[3], nvmlDevice{index: 3, name: "NVIDIA H100 80GB HBM3", uuid: "GPU-00000003-h100"}, cmpNVMLDevice)
-		assert.Equal(t, shutdowns, 1)
-	})
+func nvmlDeps(spec gpus.FakeSpec) Deps {
+	return Deps{NVML: func() (nvml.Interface, error) { return gpus.NewFakeLibrary(spec), nil }}
+}
 
+func TestLoadNVML(t *testing.T) {
+	t.Run("eight GPUs", func(t *testing.T) {
+		f := loadNVML(nvmlDeps(doctorSpec()))
+		assert.NilError(t, f.err)
+		assert.Equal(t, f.inv.DriverVersion, "550.54.15")
+		assert.Equal(t, f.inv.CUDAVersion, "12.4")
+		assert.Assert(t, is.Len(f.inv.Devices, 8))
+		assert.Equal(t, f.inv.Devices[3].UUID, "GPU-00000003-h100")
+	})
+	t.Run("no NVML", func(t *testing.T) {
+		f := loadNVML(Deps{})
+		assert.Assert(t, errors.Is(f.err, gpus.ErrNoDriver), "%v", f.err)
+	})
+	t.Run("library unavailable", func(t *testing.T) {
+		f := loadNVML(Deps{NVML: func() (nvml.Interface, error) { return nil, errors.New("NVML is not available in this build") }})
+		assert.Error(t, f.err, "NVML is not available in this build")
+	})
 	t.Run("init fails", func(t *testing.T) {
-		s := doctorNVML(t)
-		s.InitFunc = func() nvml.Return { return nvml.ERROR_DRIVER_NOT_LOADED }
-		s.ShutdownFunc = nil // must not be called
-		f := readNVML(s)
+		spec := doctorSpec()
+		spec.InitError = "ERROR_DRIVER_NOT_LOADED"
+		f := loadNVML(nvmlDeps(spec))
+		assert.Assert(t, errors.Is(f.err, gpus.ErrNoDriver))
 		assert.ErrorContains(t, f.err, "ERROR_DRIVER_NOT_LOADED")
 	})
-
-	t.Run("queries fail, known parts kept", func(t *testing.T) {
-		s := doctorNVML(t)
-		s.SystemGetCudaDriverVersion_v2Func = func() (int, nvml.Return) { return 0, nvml.ERROR_FUNCTION_NOT_FOUND }
-		s.Devices[1].(*server.Device).GetNameFunc = func() (string, nvml.Return) { return "", nvml.ERROR_GPU_IS_LOST }
-		s.DeviceGetHandleByIndexFunc = func(i int) (nvml.Device, nvml.Return) {
-			if i == 2 {
-				return nil, nvml.ERROR_GPU_IS_LOST
-			}
-			return s.Devices[i], nvml.SUCCESS
-		}
-		f := readNVML(s)
-		assert.NilError(t, f.err)
-		assert.DeepEqual(t, f.queryErrors, []string{"CUDA version: ERROR_FUNCTION_NOT_FOUND"})
-		assert.DeepEqual(t, f.devices[1], nvmlDevice{index: 1, uuid: "GPU-00000001-h100", errs: []string{"name: ERROR_GPU_IS_LOST"}}, cmpNVMLDevice)
-		assert.DeepEqual(t, f.devices[2], nvmlDevice{index: 2, errs: []string{"handle: ERROR_GPU_IS_LOST"}}, cmpNVMLDevice)
-		assert.Assert(t, is.Len(f.devices, 8))
-	})
-
 	t.Run("count fails", func(t *testing.T) {
 		lib := &mock.Interface{
-			InitFunc:                          func() nvml.Return { return nvml.SUCCESS },
-			ShutdownFunc:                      func() nvml.Return { return nvml.SUCCESS },
-			SystemGetDriverVersionFunc:        func() (string, nvml.Return) { return "580.95.05", nvml.SUCCESS },
-			SystemGetCudaDriverVersion_v2Func: func() (int, nvml.Return) { return 13000, nvml.SUCCESS },
-			DeviceGetCountFunc:                func() (int, nvml.Return) { return 0, nvml.ERROR_UNKNOWN },
+			InitFunc:                       func() nvml.Return { return nvml.SUCCESS },
+			ShutdownFunc:                   func() nvml.Return { return nvml.SUCCESS },
+			SystemGetDriverVersionFunc:     func() (string, nvml.Return) { return "580.95.05", nvml.SUCCESS },
+			SystemGetCudaDriverVersionFunc: func() (int, nvml.Return) { return 13000, nvml.SUCCESS },
+			DeviceGetCountFunc:             func() (int, nvml.Return) { return 0, nvml.ERROR_UNKNOWN },
 		}
-		f := readNVML(lib)
-		assert.Equal(t, f.cudaVersion, "13.0")
-		assert.DeepEqual(t, f.queryErrors, []string{"device count: ERROR_UNKNOWN"})
-		assert.Assert(t, is.Len(f.devices, 0))
+		f := loadNVML(Deps{NVML: func() (nvml.Interface, error) { return lib, nil }})
+		assert.ErrorContains(t, f.err, "ERROR_UNKNOWN")
+		got := nvmlFindings(doctorFacts{daemon: preflight.DaemonInfo{Local: true}, nvml: f})
+		assert.DeepEqual(t, levels(got), []string{"nvidia-driver:ok", "gpus:fail"})
+		assert.Assert(t, is.Contains(got[0].Message, "driver 580.95.05, CUDA 13.0"))
 	})
 }
 
-var cmpNVMLDevice = cmp.AllowUnexported(nvmlDevice{})
+func levels(findings []preflight.Finding) []string {
+	var out []string
+	for _, f := range findings {
+		out = append(out, f.Check+":"+f.Level.String())
+	}
+	return out
+}
+
+func TestFailedQueries(t *testing.T) {
+	got := failedQueries(map[string]string{"uuid": "ERROR_GPU_IS_LOST", "power": "ERROR_UNKNOWN", "name": "ERROR_GPU_IS_LOST"})
+	assert.Equal(t, got, "name, uuid: ERROR_GPU_IS_LOST; power: ERROR_UNKNOWN")
+	got = failedQueries(map[string]string{"handle": "ERROR_GPU_IS_LOST", "uuid": "ERROR_GPU_IS_LOST", "name": "ERROR_GPU_IS_LOST"})
+	assert.Equal(t, got, "handle: ERROR_GPU_IS_LOST")
+}
 
 // healthyFacts is a well set-up local server.
 func healthyFacts(t *testing.T) doctorFacts {
@@ -107,8 +106,12 @@ func healthyFacts(t *testing.T) doctorFacts {
 		},
 		devCharLinks: true,
 		memlockHard:  8 << 20,
-		nvml:         readNVML(doctorNVML(t)),
-		stateDir:     stateDirFacts{path: "/tmp/docker-perceptron", exists: true, isDir: true, mode: fs.ModeDir | fs.ModeSticky | 0o777},
+		nvml:         loadNVML(nvmlDeps(doctorSpec())),
+		stateDir:     stateDirFacts{path: "/tmp/docker-perceptron", exists: true, isDir: true, mode: fs.ModeDir | fs.ModeSticky | 0o777, uid: 0},
+		presets: presetFacts{
+			files: []presetFileFacts{{path: "/etc/docker/perceptron/presets.yaml", exists: true}, {path: "/home/me/.docker/perceptron/presets.yaml"}},
+			count: 7,
+		},
 	}
 }
 
@@ -126,14 +129,11 @@ func TestBuildDoctorReport(t *testing.T) {
 				f.daemon.HookOnPath = false
 				f.daemon.CDISpecDirs = []string{"/etc/cdi", "/var/run/cdi"}
 				f.devCharLinks = false
-				f.nvml = nvmlFacts{err: errors.New("cannot initialize NVML: ERROR_LIBRARY_NOT_FOUND")}
+				spec := doctorSpec()
+				spec.InitError = "ERROR_LIBRARY_NOT_FOUND"
+				f.nvml = loadNVML(nvmlDeps(spec))
 				f.stateDir = stateDirFacts{path: "/tmp/docker-perceptron", exists: true, isDir: true, mode: fs.ModeDir | 0o755}
-				f.presetsChecked = true
-				f.presets = []preflight.Finding{{
-					Check: "presets", Level: preflight.Fail,
-					Message: "/etc/docker/perceptron/presets.yaml: line 3: unknown field \"shm\"",
-					Fix:     "did you mean \"shm-size\"?",
-				}}
+				f.presets.err = errors.New(`/home/me/.docker/perceptron/presets.yaml:3: preset "mine": unknown docker run option "shm-sise": did you mean "shm-size"?`)
 				return f
 			},
 		},
@@ -148,7 +148,8 @@ func TestBuildDoctorReport(t *testing.T) {
 				f.daemon.NvidiaCDISpecs = []string{"/etc/cdi/nvidia.yaml"}
 				f.devCharLinks = false
 				f.stateDir = stateDirFacts{path: "/tmp/docker-perceptron", parentWritable: true}
-				f.presetsChecked = true
+				f.presets.files[0].exists = false
+				f.presets.count = 4
 				return f
 			},
 		},
@@ -166,11 +167,26 @@ func TestBuildDoctorReport(t *testing.T) {
 			},
 		},
 		{
+			// A rootful daemon in a container or sandbox without
+			// CAP_SYS_RESOURCE, GPUs with failed queries.
+			name: "sandbox",
+			facts: func(t *testing.T) doctorFacts {
+				f := healthyFacts(t)
+				f.lacksSysResource = true
+				spec := doctorSpec()
+				spec.GPUs = spec.GPUs[:3]
+				spec.GPUs[1].Errors = map[string]string{"handle": "ERROR_GPU_IS_LOST"}
+				spec.GPUs[2].Errors = map[string]string{"power": "ERROR_UNKNOWN", "temperature": "ERROR_UNKNOWN"}
+				f.nvml = loadNVML(nvmlDeps(spec))
+				return f
+			},
+		},
+		{
 			name: "no daemon",
 			facts: func(t *testing.T) doctorFacts {
 				f := healthyFacts(t)
 				f.daemonErr = errors.New("cannot reach the docker daemon at unix:///var/run/docker.sock: connection refused")
-				f.nvml.devices = nil
+				f.nvml.inv.Devices = nil
 				return f
 			},
 		},
@@ -217,10 +233,6 @@ func TestReportDoctorStatus(t *testing.T) {
 }
 
 func TestStateDir(t *testing.T) {
-	assert.Equal(t, resolveStateDir("/a", "/b"), "/a")
-	assert.Equal(t, resolveStateDir("", "/b"), "/b")
-	assert.Equal(t, resolveStateDir("", ""), "/tmp/docker-perceptron")
-
 	root := t.TempDir()
 	mk := func(name string, mode fs.FileMode) string {
 		p := filepath.Join(root, name)
@@ -231,17 +243,22 @@ func TestStateDir(t *testing.T) {
 	file := filepath.Join(root, "file")
 	assert.NilError(t, os.WriteFile(file, nil, 0o644))
 	readOnly := mk("ro", 0o555)
+	shared := mk("shared", 0o777|fs.ModeSticky)
+	link := filepath.Join(root, "link")
+	assert.NilError(t, os.Symlink(shared, link))
 	testCases := []struct {
 		name      string
 		path      string
 		wantLevel preflight.Level
 		wantIn    string
 	}{
-		{name: "shared", path: mk("shared", 0o777|fs.ModeSticky), wantIn: "(1777)"},
-		{name: "not sticky", path: mk("nosticky", 0o777), wantLevel: preflight.Warn, wantIn: "without the sticky bit"},
+		{name: "shared", path: shared, wantIn: "(1777)"},
+		// internal/claims refuses these two outright.
+		{name: "not sticky", path: mk("nosticky", 0o777), wantLevel: preflight.Fail, wantIn: "0777 without the sticky bit: GPU claims refuse it"},
+		{name: "symlink", path: link, wantLevel: preflight.Fail, wantIn: "is a symlink"},
 		{name: "private", path: mk("private", 0o755), wantLevel: preflight.Fail, wantIn: "is 0755: other users cannot"},
-		{name: "absent, creatable", path: filepath.Join(root, "new"), wantIn: "will be created"},
-		{name: "absent, parent missing", path: filepath.Join(root, "no", "new"), wantLevel: preflight.Fail, wantIn: "cannot be created"},
+		{name: "absent, creatable", path: filepath.Join(root, "new"), wantIn: "creates it, mode 1777"},
+		{name: "absent, parent missing", path: filepath.Join(root, "no", "new"), wantLevel: preflight.Fail, wantIn: "this user cannot create it"},
 		{name: "not a directory", path: file, wantLevel: preflight.Fail, wantIn: "not a directory"},
 	}
 	if os.Geteuid() != 0 { // root writes anywhere
@@ -250,7 +267,7 @@ func TestStateDir(t *testing.T) {
 			path      string
 			wantLevel preflight.Level
 			wantIn    string
-		}{name: "absent, parent read-only", path: filepath.Join(readOnly, "new"), wantLevel: preflight.Fail, wantIn: "cannot be created"})
+		}{name: "absent, parent read-only", path: filepath.Join(readOnly, "new"), wantLevel: preflight.Fail, wantIn: "this user cannot create it"})
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -302,22 +319,34 @@ func TestDoctorCommand(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "state")
 	assert.NilError(t, os.Mkdir(stateDir, 0o700))
 	assert.NilError(t, os.Chmod(stateDir, 0o777|fs.ModeSticky))
-	deps := Deps{
-		NVML:     func() (nvml.Interface, error) { return doctorNVML(t), nil },
-		StateDir: stateDir,
-	}
-	presetsCalled := false
-	cmd := newDoctorCommandWith(dockerCLI, deps, func() []preflight.Finding {
-		presetsCalled = true
-		return []preflight.Finding{{Check: "presets", Level: preflight.OK, Message: "2 files, 5 presets"}}
-	})
+	deps := nvmlDeps(doctorSpec())
+	deps.StateDir = stateDir
+	deps.SystemPresets = filepath.Join(t.TempDir(), "system-presets.yaml") // absent
+	userPresets := filepath.Join(os.Getenv("DOCKER_CONFIG"), "perceptron", "presets.yaml")
+	assert.NilError(t, os.MkdirAll(filepath.Dir(userPresets), 0o755))
+	assert.NilError(t, os.WriteFile(userPresets, []byte("mine:\n  description: mine\n  shm-size: 8g\n"), 0o644))
+	scrub := strings.NewReplacer(stateDir, "/STATE", deps.SystemPresets, "/SYSTEM/presets.yaml", userPresets, "/CONFIG/perceptron/presets.yaml")
+
+	cmd := newDoctorCommand(dockerCLI, deps)
 	cmd.SetArgs([]string{})
 	cmd.SetOut(errOut)
 	cmd.SetErr(errOut)
 	assert.NilError(t, cmd.ExecuteContext(t.Context()))
-	assert.Assert(t, presetsCalled)
-	golden.Assert(t, strings.ReplaceAll(out.String(), stateDir, "/STATE"), "doctor-command.golden")
+	golden.Assert(t, scrub.Replace(out.String()), "doctor-command.golden")
 	assert.Equal(t, errOut.String(), "")
+
+	t.Run("broken user presets", func(t *testing.T) {
+		assert.NilError(t, os.WriteFile(userPresets, []byte("mine:\n  description: mine\n  shm-sise: 8g\n"), 0o644))
+		out.Reset()
+		cmd := newDoctorCommand(dockerCLI, deps)
+		cmd.SetArgs([]string{"--format", "json"})
+		cmd.SetOut(errOut)
+		cmd.SetErr(errOut)
+		err := cmd.ExecuteContext(t.Context())
+		assert.Equal(t, err, cli.StatusError{StatusCode: 1, Status: "1 check failed"})
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		golden.Assert(t, scrub.Replace(lines[len(lines)-1])+"\n", "doctor-command-broken-presets.golden")
+	})
 
 	t.Run("bad format", func(t *testing.T) {
 		cmd := newDoctorCommand(dockerCLI, deps)

@@ -119,13 +119,14 @@ func withGPUs(settings []presets.Setting, uuids []string, token string) []preset
 // newAllocator returns the GPU allocator for dockerCLI's daemon, which must
 // be on this host: NVML sees this host's GPUs only.
 func newAllocator(dockerCLI command.Cli, deps Deps, cache gpus.ReservationCache) (*alloc.Allocator, error) {
-	host := dockerCLI.DockerEndpoint().Host
-	if !preflight.IsLocalHost(host) {
+	if host := dockerCLI.DockerEndpoint().Host; !preflight.IsLocalHost(host) {
 		return nil, fmt.Errorf("--gpus auto chooses among this host's GPUs, but the Docker daemon is at %s: choose GPUs there, or give docker's own --gpus (device=...)", host)
 	}
 	return &alloc.Allocator{
-		NVML:     deps.NVML,
-		Holders:  gpus.Lookup{API: deps.API(dockerCLI), ProcRoot: deps.ProcRoot, Cache: cache},
+		NVML: deps.NVML,
+		Holders: gpus.Lookup{
+			API: deps.API(dockerCLI), ProcRoot: deps.ProcRoot, Cache: cache,
+		},
 		StateDir: deps.stateDir(),
 		Now:      deps.Now,
 		Waiting: func(msg string) {
@@ -144,8 +145,9 @@ func describeChoice(devices []gpus.Device) string {
 }
 
 // claimGPUs resolves --gpus auto[:N] in settings: it chooses and claims
-// GPUs (or, for a dry run, only chooses). release is never nil.
-func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, settings []presets.Setting, dryRun, wait, quiet bool) (_ []presets.Setting, release func(), _ error) {
+// GPUs (or, for a dry run, only chooses). daemon is what the pre-flight
+// checks learnt of the daemon, if they asked. release is never nil.
+func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, settings []presets.Setting, daemon *preflight.DaemonInfo, dryRun, wait, quiet bool) (_ []presets.Setting, release func(), _ error) {
 	release = func() {}
 	rest, req, auto, err := gpuRequest(settings)
 	if err != nil || !auto {
@@ -156,6 +158,13 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, settings [
 	a, err := newAllocator(dockerCLI, deps, cache)
 	if err != nil {
 		return nil, release, err
+	}
+	// The daemon's default runtime decides whether a container's
+	// NVIDIA_VISIBLE_DEVICES gives it GPUs.
+	if daemon != nil {
+		a.Holders.DefaultRuntime = daemon.DefaultRuntime
+	} else {
+		a.Holders.DefaultRuntime = gpus.DefaultRuntime(ctx, deps.API(dockerCLI))
 	}
 	req.Wait = wait
 	if dryRun {

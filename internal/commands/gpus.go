@@ -14,6 +14,7 @@ import (
 	"github.com/docker/cli/cli/command/formatter"
 	"github.com/spf13/cobra"
 
+	"github.com/perceptron/docker-perceptron/internal/alloc"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
 )
 
@@ -45,7 +46,15 @@ func runGpus(ctx context.Context, dockerCLI command.Cli, deps Deps, opts gpusOpt
 	if err != nil {
 		return err
 	}
-	statuses, err := gpus.Lookup{API: dockerCLI.Client(), ProcRoot: deps.ProcRoot}.Status(ctx, inv)
+	api := deps.API(dockerCLI)
+	lookup := gpus.Lookup{API: api, ProcRoot: deps.ProcRoot, DefaultRuntime: gpus.DefaultRuntime(ctx, api)}
+	if deps.CachePath != "" {
+		// Shared with --gpus auto: each container is inspected once.
+		cache := alloc.OpenFileCache(deps.CachePath)
+		defer func() { _ = cache.Save() }()
+		lookup.Cache = cache
+	}
+	statuses, err := lookup.Status(ctx, inv)
 	if err != nil {
 		// The GPUs and their processes are still worth showing.
 		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v; reservations by containers are not shown\n", err)

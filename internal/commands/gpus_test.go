@@ -15,6 +15,7 @@ import (
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/flags"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/system"
 	"github.com/moby/moby/client"
 	"gotest.tools/v3/assert"
 	"gotest.tools/v3/golden"
@@ -26,8 +27,17 @@ import (
 // methods it does not override panic.
 type fakeContainerAPI struct {
 	client.APIClient
-	containers []container.InspectResponse
-	listErr    error
+	containers     []container.InspectResponse
+	listErr        error
+	defaultRuntime string
+	inspects       int
+}
+
+func (f *fakeContainerAPI) Info(context.Context, client.InfoOptions) (client.SystemInfoResult, error) {
+	if f.listErr != nil {
+		return client.SystemInfoResult{}, f.listErr
+	}
+	return client.SystemInfoResult{Info: system.Info{DefaultRuntime: f.defaultRuntime}}, nil
 }
 
 func (f *fakeContainerAPI) Ping(context.Context, client.PingOptions) (client.PingResult, error) {
@@ -43,6 +53,7 @@ func (f *fakeContainerAPI) ContainerList(context.Context, client.ContainerListOp
 }
 
 func (f *fakeContainerAPI) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	f.inspects++
 	for _, c := range f.containers {
 		if c.ID == id {
 			return client.ContainerInspectResult{Container: c}, nil
@@ -54,13 +65,18 @@ func (f *fakeContainerAPI) ContainerInspect(_ context.Context, id string, _ clie
 const (
 	trainID = "3f2a1b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8"
 	evalID  = "b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2"
+	boardID = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00"
 )
 
 func intPtr(n int) *int { return &n }
 
 // gpusHost is four H100s: GPU 1 runs alice's "train" container (which
-// reserved GPUs 1 and 2), GPU 3 is reserved by bob's created "eval", GPU 0
-// has a host process of root's and its temperature cannot be read.
+// reserved GPUs 1 and 2), GPU 3 is reserved by bob's created "eval" (by
+// NVIDIA_VISIBLE_DEVICES under the nvidia runtime) and has an idle CUDA
+// context's 600 MiB in use, GPU 0 has a host process of root's and its
+// temperature cannot be read. "tensorboard", from an NGC image whose env says
+// NVIDIA_VISIBLE_DEVICES=all, runs under runc, the daemon's default: it
+// holds no GPU.
 func gpusHost(t *testing.T) (gpus.FakeSpec, *fakeContainerAPI, string) {
 	spec := gpus.FakeSpec{DriverVersion: "580.95.05", CUDAVersion: "13.0"}
 	for i, bus := range []string{"00000000:18:00.0", "00000000:2A:00.0", "00000000:3A:00.0", "00000000:5D:00.0"} {
@@ -76,6 +92,7 @@ func gpusHost(t *testing.T) (gpus.FakeSpec, *fakeContainerAPI, string) {
 	spec.GPUs[0].Processes = []gpus.FakeProcess{{PID: 555, UsedMemoryMiB: 500}}
 	spec.GPUs[1].MemoryUsedMiB, spec.GPUs[1].UtilizationPercent, spec.GPUs[1].PowerW = 40960, 98, 650
 	spec.GPUs[1].Processes = []gpus.FakeProcess{{PID: 4242, UsedMemoryMiB: 40000}}
+	spec.GPUs[3].MemoryUsedMiB = 600
 
 	proc := t.TempDir()
 	for pid, cgroup := range map[string]string{
@@ -87,7 +104,7 @@ func gpusHost(t *testing.T) (gpus.FakeSpec, *fakeContainerAPI, string) {
 		assert.NilError(t, os.WriteFile(filepath.Join(proc, pid, "status"), []byte("Uid:\t0\t0\t0\t0\n"), 0o644))
 	}
 
-	api := &fakeContainerAPI{containers: []container.InspectResponse{
+	api := &fakeContainerAPI{defaultRuntime: "runc", containers: []container.InspectResponse{
 		{
 			ID: trainID, Name: "/train", State: &container.State{Status: container.StateRunning},
 			Config: &container.Config{Labels: map[string]string{gpus.LabelUser: "alice"}},
@@ -98,7 +115,12 @@ func gpusHost(t *testing.T) (gpus.FakeSpec, *fakeContainerAPI, string) {
 		{
 			ID: evalID, Name: "/eval", State: &container.State{Status: container.StateCreated},
 			Config:     &container.Config{User: "bob", Env: []string{"NVIDIA_VISIBLE_DEVICES=" + spec.GPUs[3].UUID}},
-			HostConfig: &container.HostConfig{},
+			HostConfig: &container.HostConfig{Runtime: "nvidia"},
+		},
+		{
+			ID: boardID, Name: "/tensorboard", State: &container.State{Status: container.StateRunning},
+			Config:     &container.Config{User: "carol", Env: []string{"PATH=/usr/local/bin", "NVIDIA_VISIBLE_DEVICES=all"}},
+			HostConfig: &container.HostConfig{Runtime: "runc"},
 		},
 	}}
 	return spec, api, proc
@@ -119,6 +141,7 @@ func gpusCLI(t *testing.T, spec gpus.FakeSpec, api client.APIClient, proc string
 	deps := DefaultDeps()
 	deps.NVML = func() (nvml.Interface, error) { return gpus.NewFakeLibrary(spec), nil }
 	deps.ProcRoot = proc
+	deps.CachePath = filepath.Join(t.TempDir(), "cache", "reservations.json")
 	return dockerCLI, out, errOut, deps
 }
 
@@ -207,4 +230,47 @@ func TestGpusArgs(t *testing.T) {
 	dockerCLI, _, _, deps := gpusCLI(t, spec, api, proc)
 	err := runGpusCmd(t, dockerCLI, deps, "extra")
 	assert.Check(t, err != nil && strings.Contains(err.Error(), "accepts no arguments"), "%v", err)
+}
+
+// The daemon's default runtime decides for a container whose runtime is
+// not recorded (created, not yet started, on older daemons).
+func TestGpusDefaultRuntime(t *testing.T) {
+	tests := []struct {
+		defaultRuntime string
+		want           string
+	}{
+		{defaultRuntime: "runc", want: "0 busy\n1 busy+reserved\n2 reserved\n3 reserved\n"},
+		{defaultRuntime: "nvidia", want: "0 busy+reserved\n1 busy+reserved\n2 reserved\n3 reserved\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.defaultRuntime, func(t *testing.T) {
+			spec, api, proc := gpusHost(t)
+			api.defaultRuntime = tc.defaultRuntime
+			api.containers[2].HostConfig.Runtime = ""
+			api.containers[2].State.Status = container.StateCreated
+			dockerCLI, out, _, deps := gpusCLI(t, spec, api, proc)
+			assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "--format", "{{.Index}} {{.State}}"))
+			assert.Equal(t, out.String(), tc.want)
+		})
+	}
+}
+
+// Repeated gpus commands inspect each container once, through the cache
+// that --gpus auto uses too.
+func TestGpusCache(t *testing.T) {
+	spec, api, proc := gpusHost(t)
+	dockerCLI, out, _, deps := gpusCLI(t, spec, api, proc)
+	assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "-q"))
+	assert.Equal(t, api.inspects, len(api.containers))
+	assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "-q"))
+	assert.Equal(t, api.inspects, len(api.containers))
+	_, err := os.Stat(deps.CachePath)
+	assert.NilError(t, err)
+
+	// Without a cache path (no home directory) nothing is written.
+	out.Reset()
+	deps.CachePath = ""
+	assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "-q"))
+	assert.Equal(t, api.inspects, 2*len(api.containers))
+	assert.Equal(t, out.String(), "0\n1\n2\n3\n")
 }

@@ -58,7 +58,8 @@ func preflightInput(ctx context.Context, dockerCLI command.Cli, deps Deps, inv i
 		return in // the stock command reports an unreachable daemon in its own words
 	}
 	if d.Local {
-		d.HookOnPath = preflight.LookupHook(os.Getenv("PATH"))
+		d.HookOnPath = preflight.LookupDaemonHook(dockerCLI.DockerEndpoint().Host, os.Getenv("PATH"))
+		in.HostLacksSysResource = preflight.LacksSysResource()
 		if hard, err := preflight.MemlockHardLimit(); err == nil {
 			in.HostMemlockHard = hard
 		}

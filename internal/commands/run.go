@@ -194,14 +194,18 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, name st
 		return cli.StatusError{StatusCode: 125, Status: err.Error()}
 	}
 	quiet := isSet(settings, "quiet")
+	var daemon *preflight.DaemonInfo
 	if !inv.dryRun {
 		in := preflightInput(ctx, dockerCLI, deps, inv, fromPresets, settings)
 		if err := reportPreflight(dockerCLI, preflight.Run(in), quiet); err != nil {
 			return err
 		}
+		if in.Daemon.ServerVersion != "" {
+			daemon = &in.Daemon
+		}
 	}
 	settings, release, err := claimWithSignals(ctx, waitLimit, func(ctx context.Context) ([]presets.Setting, func(), error) {
-		return claimGPUs(ctx, dockerCLI, deps, settings, inv.dryRun, wait, quiet)
+		return claimGPUs(ctx, dockerCLI, deps, settings, daemon, inv.dryRun, wait, quiet)
 	})
 	if err != nil {
 		return cli.StatusError{StatusCode: 125, Status: err.Error()}
@@ -250,16 +254,22 @@ func isSet(settings []presets.Setting, flag string) bool {
 
 // loadPresets reads the built-in presets and the preset files.
 func loadPresets(dockerCLI command.Cli, deps Deps) (*presets.Store, error) {
-	files := []presets.File{{Path: deps.SystemPresets, Source: presets.SourceSystem}}
-	userFile := deps.UserPresets
-	if userFile == "" {
-		userFile = filepath.Join(config.Dir(), "perceptron", "presets.yaml")
-	}
-	files = append(files, presets.File{Path: userFile, Source: presets.SourceUser})
+	paths := presetFilePaths(deps)
+	files := []presets.File{{Path: paths[0], Source: presets.SourceSystem}, {Path: paths[1], Source: presets.SourceUser}}
 	return presets.Load(presets.Builtin, files, presets.Options{
 		Flags:   stockFlags(dockerCLI, "run"),
 		Special: specialSetting,
 	})
+}
+
+// presetFilePaths are the preset files, in the order they are read: the
+// system file, then the user's (${DOCKER_CONFIG:-~/.docker}/perceptron).
+func presetFilePaths(deps Deps) [2]string {
+	user := deps.UserPresets
+	if user == "" {
+		user = filepath.Join(config.Dir(), "perceptron", "presets.yaml")
+	}
+	return [2]string{deps.SystemPresets, user}
 }
 
 // specialSetting checks the preset values that docker perceptron gives a

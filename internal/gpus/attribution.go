@@ -56,34 +56,75 @@ func isHex(r rune) bool {
 
 // Reservation is what a container's configuration says about GPUs and its
 // user. A container's configuration never changes, so a Reservation can be
-// cached by container ID (see ReservationCache).
+// cached by container ID (see ReservationCache); what depends on the daemon
+// (its default runtime) is decided when the reservation is resolved.
 type Reservation struct {
 	User string `json:"user,omitempty"`
-	// GPUs are GPU indexes or UUIDs as the configuration writes them.
+	// GPUs are GPU indexes or UUIDs as the configuration writes them, from
+	// device requests and the LabelGPUs label: they hold whatever the runtime.
 	GPUs []string `json:"gpus,omitempty"`
 	// All is set when every GPU is requested.
 	All bool `json:"all,omitempty"`
 	// First is a count of GPUs requested without naming them: docker's
 	// nvidia driver gives the first First GPUs by index.
 	First int `json:"first,omitempty"`
+	// EnvGPUs and EnvAll are what NVIDIA_VISIBLE_DEVICES names when no
+	// device request overrides it. Only the NVIDIA runtime acts on the
+	// variable, so they hold GPUs only when it runs the container (see
+	// EnvApplies): NGC images set NVIDIA_VISIBLE_DEVICES=all in their own
+	// env, and under runc such a container has no GPU at all.
+	EnvGPUs []string `json:"env_gpus,omitempty"`
+	EnvAll  bool     `json:"env_all,omitempty"`
+	// Runtime is the container's HostConfig.Runtime; "" means the daemon's
+	// default (a created container may not have it recorded yet).
+	Runtime string `json:"runtime,omitempty"`
+	// Format tells reservations cached by this version (reservationFormat)
+	// from older ones, which are read again.
+	Format int `json:"format,omitempty"`
 }
 
-// Holds reports whether the reservation names any GPU.
-func (r Reservation) Holds() bool {
-	return r.All || r.First > 0 || len(r.GPUs) > 0
+// EnvApplies reports whether NVIDIA_VISIBLE_DEVICES gives the container
+// GPUs: its runtime, or the daemon's default runtime when it has none, is
+// NVIDIA's ("nvidia", or any name containing it). An unknown default
+// runtime ("") counts as NVIDIA's, since a GPU wrongly taken for free could
+// be given to a second user.
+func (r Reservation) EnvApplies(defaultRuntime string) bool {
+	rt := r.Runtime
+	if rt == "" {
+		if defaultRuntime == "" {
+			return true
+		}
+		rt = defaultRuntime
+	}
+	return strings.Contains(strings.ToLower(rt), "nvidia")
 }
 
-// Indexes resolves the reservation against the inventory, in index order.
-// Names of GPUs that are not in inv (gone, or on another host) are dropped.
-func (r Reservation) Indexes(inv Inventory) []int {
+// Holds reports whether the reservation names any GPU on a daemon whose
+// default runtime is defaultRuntime.
+func (r Reservation) Holds(defaultRuntime string) bool {
+	if r.All || r.First > 0 || len(r.GPUs) > 0 {
+		return true
+	}
+	return (r.EnvAll || len(r.EnvGPUs) > 0) && r.EnvApplies(defaultRuntime)
+}
+
+// Indexes resolves the reservation against the inventory, in index order,
+// on a daemon whose default runtime is defaultRuntime. Names of GPUs that
+// are not in inv (gone, or on another host) are dropped.
+func (r Reservation) Indexes(inv Inventory, defaultRuntime string) []int {
+	all, names := r.All, r.GPUs
+	if r.EnvApplies(defaultRuntime) {
+		all = all || r.EnvAll
+		names = append(slices.Clip(names), r.EnvGPUs...)
+	}
 	var idx []int
 	for _, d := range inv.Devices {
 		switch {
-		case r.All, d.Index < r.First:
+		case all, d.Index < r.First:
 			idx = append(idx, d.Index)
 			continue
 		}
-		for _, g := range r.GPUs {
+		for _, g := range names {
 			if matchesGPU(g, d) {
 				idx = append(idx, d.Index)
 				break
@@ -105,9 +146,9 @@ func matchesGPU(name string, d Device) bool {
 }
 
 // ReservationOf reads what a container's configuration holds: GPU device
-// requests (docker run --gpus, or CDI nvidia.com/gpu devices),
-// NVIDIA_VISIBLE_DEVICES for the nvidia runtime, and the LabelGPUs label;
-// and its user: LabelUser, else Config.User.
+// requests (docker run --gpus, or CDI nvidia.com/gpu devices), the LabelGPUs
+// label, and NVIDIA_VISIBLE_DEVICES with the runtime that decides whether it
+// counts; and its user: LabelUser, else Config.User.
 func ReservationOf(ctr container.InspectResponse) Reservation {
 	var r Reservation
 	var labels map[string]string
@@ -118,21 +159,32 @@ func ReservationOf(ctr container.InspectResponse) Reservation {
 	if u := labels[LabelUser]; u != "" {
 		r.User = u
 	}
-	r.addList(labels[LabelGPUs])
+	r.GPUs, r.All = addList(r.GPUs, r.All, labels[LabelGPUs])
 
 	var requests []container.DeviceRequest
 	if ctr.HostConfig != nil {
 		requests = ctr.HostConfig.DeviceRequests
+		r.Runtime = ctr.HostConfig.Runtime
 	}
 	requested := r.addDeviceRequests(requests)
 	// Docker's nvidia driver overrides NVIDIA_VISIBLE_DEVICES with the
 	// request's devices, so the variable counts only without a request.
 	if !requested {
-		r.addVisibleDevices(env)
+		if v, ok := visibleDevices(env); ok {
+			r.EnvGPUs, r.EnvAll = addList(nil, false, v)
+		}
 	}
-	slices.Sort(r.GPUs)
-	r.GPUs = slices.Compact(r.GPUs)
+	if !r.EnvAll && len(r.EnvGPUs) == 0 {
+		r.Runtime = "" // it decides nothing
+	}
+	r.GPUs = sortedSet(r.GPUs)
+	r.EnvGPUs = sortedSet(r.EnvGPUs)
 	return r
+}
+
+func sortedSet(s []string) []string {
+	slices.Sort(s)
+	return slices.Compact(s)
 }
 
 // addDeviceRequests adds GPU device requests and reports whether there were any.
@@ -143,7 +195,7 @@ func (r *Reservation) addDeviceRequests(reqs []container.DeviceRequest) bool {
 			for _, id := range req.DeviceIDs {
 				if name, ok := strings.CutPrefix(id, "nvidia.com/gpu="); ok {
 					found = true
-					r.addList(name)
+					r.GPUs, r.All = addList(r.GPUs, r.All, name)
 				}
 			}
 			continue
@@ -155,7 +207,7 @@ func (r *Reservation) addDeviceRequests(reqs []container.DeviceRequest) bool {
 		switch {
 		case len(req.DeviceIDs) > 0:
 			for _, id := range req.DeviceIDs {
-				r.addList(id)
+				r.GPUs, r.All = addList(r.GPUs, r.All, id)
 			}
 		case req.Count < 0:
 			r.All = true
@@ -178,32 +230,30 @@ func isGPURequest(req container.DeviceRequest) bool {
 	return false
 }
 
-// addVisibleDevices reads NVIDIA_VISIBLE_DEVICES (the last one wins, as in
-// docker's env handling).
-func (r *Reservation) addVisibleDevices(env []string) {
-	value, set := "", false
+// visibleDevices returns NVIDIA_VISIBLE_DEVICES's value (the last one
+// wins, as in docker's env handling) and whether it is set.
+func visibleDevices(env []string) (value string, set bool) {
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "NVIDIA_VISIBLE_DEVICES="); ok {
 			value, set = v, true
 		}
 	}
-	if set {
-		r.addList(value)
-	}
+	return value, set
 }
 
-// addList adds a comma-separated list of GPUs: indexes, UUIDs, "all";
-// "none", "void" and "" hold nothing.
-func (r *Reservation) addList(list string) {
+// addList adds a comma-separated list of GPUs (indexes, UUIDs, "all") to
+// names and all; "none", "void" and "" hold nothing.
+func addList(names []string, all bool, list string) ([]string, bool) {
 	for item := range strings.SplitSeq(list, ",") {
 		switch item = strings.TrimSpace(item); item {
 		case "", "none", "void":
 		case "all":
-			r.All = true
+			all = true
 		default:
-			r.GPUs = append(r.GPUs, item)
+			names = append(names, item)
 		}
 	}
+	return names, all
 }
 
 // processOwner returns the user running a host process ("alice", or

@@ -1,6 +1,7 @@
 package gpus
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -46,6 +47,12 @@ func inspectWith(env []string, labels map[string]string, user string, reqs ...co
 	}
 }
 
+// onRuntime sets the container's runtime.
+func onRuntime(runtime string, ctr container.InspectResponse) container.InspectResponse {
+	ctr.HostConfig.Runtime = runtime
+	return ctr
+}
+
 func TestReservationOf(t *testing.T) {
 	gpuCaps := [][]string{{"gpu"}}
 	tests := []struct {
@@ -62,16 +69,24 @@ func TestReservationOf(t *testing.T) {
 		{name: "other capability", ctr: inspectWith(nil, nil, "", container.DeviceRequest{Count: -1, Capabilities: [][]string{{"tpu"}}}), want: Reservation{}},
 		{name: "cdi", ctr: inspectWith(nil, nil, "", container.DeviceRequest{Driver: "cdi", DeviceIDs: []string{"nvidia.com/gpu=0", "vendor.com/x=1"}}), want: Reservation{GPUs: []string{"0"}}},
 		{name: "cdi all", ctr: inspectWith(nil, nil, "", container.DeviceRequest{Driver: "cdi", DeviceIDs: []string{"nvidia.com/gpu=all"}}), want: Reservation{All: true}},
-		{name: "env all", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all"}, nil, ""), want: Reservation{All: true}},
-		{name: "env list", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=0, GPU-x ,2:1"}, nil, ""), want: Reservation{GPUs: []string{"0", "2:1", "GPU-x"}}},
-		{name: "env none", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=none"}, nil, ""), want: Reservation{}},
+		{name: "env all", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all"}, nil, ""), want: Reservation{EnvAll: true}},
+		{name: "env all on runc", ctr: onRuntime("runc", inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all"}, nil, "")), want: Reservation{EnvAll: true, Runtime: "runc"}},
+		{name: "env all on nvidia", ctr: onRuntime("nvidia", inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all"}, nil, "")), want: Reservation{EnvAll: true, Runtime: "nvidia"}},
+		{name: "env list", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=0, GPU-x ,2:1"}, nil, ""), want: Reservation{EnvGPUs: []string{"0", "2:1", "GPU-x"}}},
+		{name: "env none", ctr: onRuntime("nvidia", inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=none"}, nil, "")), want: Reservation{}},
 		{name: "env void", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=void"}, nil, ""), want: Reservation{}},
 		{name: "env empty", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES="}, nil, ""), want: Reservation{}},
-		{name: "env last wins", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_VISIBLE_DEVICES=1"}, nil, ""), want: Reservation{GPUs: []string{"1"}}},
+		{name: "env last wins", ctr: inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_VISIBLE_DEVICES=1"}, nil, ""), want: Reservation{EnvGPUs: []string{"1"}}},
+		{name: "runtime without env", ctr: onRuntime("nvidia", inspectWith(nil, nil, "")), want: Reservation{}},
 		{
 			name: "request overrides image env",
-			ctr:  inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all"}, nil, "", container.DeviceRequest{DeviceIDs: []string{"1"}, Capabilities: gpuCaps}),
+			ctr:  onRuntime("nvidia", inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all"}, nil, "", container.DeviceRequest{DeviceIDs: []string{"1"}, Capabilities: gpuCaps})),
 			want: Reservation{GPUs: []string{"1"}},
+		},
+		{
+			name: "request on runc",
+			ctr:  onRuntime("runc", inspectWith(nil, nil, "", container.DeviceRequest{Count: -1, Capabilities: gpuCaps})),
+			want: Reservation{All: true},
 		},
 		{name: "label", ctr: inspectWith(nil, map[string]string{LabelGPUs: "GPU-a,GPU-b"}, ""), want: Reservation{GPUs: []string{"GPU-a", "GPU-b"}}},
 		{name: "config user", ctr: inspectWith(nil, nil, "1000:1000"), want: Reservation{User: "1000:1000"}},
@@ -81,7 +96,6 @@ func TestReservationOf(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got := ReservationOf(tc.ctr)
 			assert.DeepEqual(t, got, tc.want)
-			assert.Equal(t, got.Holds(), tc.want.All || tc.want.First > 0 || len(tc.want.GPUs) > 0)
 		})
 	}
 }
@@ -103,7 +117,56 @@ func TestReservationIndexes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.DeepEqual(t, tc.r.Indexes(inv), tc.want)
+			assert.DeepEqual(t, tc.r.Indexes(inv, "runc"), tc.want)
 		})
 	}
+}
+
+// NVIDIA_VISIBLE_DEVICES holds GPUs only when NVIDIA's runtime runs the
+// container; device requests hold them whatever the runtime.
+func TestReservationRuntime(t *testing.T) {
+	inv := Inventory{Devices: []Device{{Index: 0, UUID: "GPU-a"}, {Index: 1, UUID: "GPU-b"}, {Index: 2, UUID: "GPU-c"}}}
+	ngc := Reservation{EnvAll: true} // an NGC image's env, without --gpus
+	tests := []struct {
+		name           string
+		r              Reservation
+		defaultRuntime string
+		want           []int
+	}{
+		{name: "runc", r: withRuntime(ngc, "runc"), defaultRuntime: "runc", want: nil},
+		{name: "runc on an nvidia default", r: withRuntime(ngc, "runc"), defaultRuntime: "nvidia", want: nil},
+		{name: "nvidia", r: withRuntime(ngc, "nvidia"), defaultRuntime: "runc", want: []int{0, 1, 2}},
+		{name: "nvidia-experimental", r: withRuntime(ngc, "nvidia-experimental"), defaultRuntime: "runc", want: []int{0, 1, 2}},
+		{name: "NVIDIA upper case", r: withRuntime(ngc, "NVIDIA"), want: []int{0, 1, 2}},
+		{name: "default runc", r: ngc, defaultRuntime: "runc", want: nil},
+		{name: "default io.containerd.runc.v2", r: ngc, defaultRuntime: "io.containerd.runc.v2", want: nil},
+		{name: "default nvidia", r: ngc, defaultRuntime: "nvidia", want: []int{0, 1, 2}},
+		{name: "default unknown", r: ngc, defaultRuntime: "", want: []int{0, 1, 2}},
+		{name: "env list on nvidia", r: Reservation{EnvGPUs: []string{"GPU-b"}, Runtime: "nvidia"}, want: []int{1}},
+		{name: "env list on runc", r: Reservation{EnvGPUs: []string{"GPU-b"}, Runtime: "runc"}, want: nil},
+		{name: "request on runc", r: Reservation{GPUs: []string{"2"}, Runtime: "runc"}, defaultRuntime: "runc", want: []int{2}},
+		{name: "request and label on runc", r: Reservation{GPUs: []string{"0"}, EnvGPUs: []string{"1"}, Runtime: "runc"}, want: []int{0}},
+		{name: "label and env on nvidia", r: Reservation{GPUs: []string{"0"}, EnvGPUs: []string{"1"}, Runtime: "nvidia"}, want: []int{0, 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.DeepEqual(t, tc.r.Indexes(inv, tc.defaultRuntime), tc.want)
+			assert.Equal(t, tc.r.Holds(tc.defaultRuntime), tc.want != nil)
+		})
+	}
+}
+
+func withRuntime(r Reservation, runtime string) Reservation {
+	r.Runtime = runtime
+	return r
+}
+
+// A Reservation survives the file cache's JSON.
+func TestReservationJSON(t *testing.T) {
+	r := Reservation{User: "alice", GPUs: []string{"0"}, EnvAll: true, EnvGPUs: []string{"GPU-a"}, Runtime: "runc", Format: reservationFormat}
+	b, err := json.Marshal(r)
+	assert.NilError(t, err)
+	var got Reservation
+	assert.NilError(t, json.Unmarshal(b, &got))
+	assert.DeepEqual(t, got, r)
 }

@@ -13,25 +13,26 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// GPU states, as Status reports them.
+// GPU states, as Status reports them. A GPU is free exactly when Candidate
+// would give it out (with the same Thresholds), leases aside.
 const (
 	StateFree         = "free"
-	StateBusy         = "busy"          // compute processes, or memory in use
+	StateBusy         = "busy"          // compute processes, or memory or utilisation above the thresholds
 	StateReserved     = "reserved"      // a running or created container holds it
 	StateBusyReserved = "busy+reserved" // both
-	StateUnknown      = "unknown"       // neither processes nor memory could be read
+	StateUnknown      = "unknown"       // not busy as far as known, but processes, memory or utilisation could not be read, or MIG is on
 )
 
-// BusyMemoryMiB is the memory use above which a GPU without a visible
-// compute process is busy: an idle GPU reports a few MiB.
-const BusyMemoryMiB = 256
+// reservationFormat is Reservation.Format for reservations of this version:
+// older cached ones did not keep NVIDIA_VISIBLE_DEVICES apart.
+const reservationFormat = 1
 
 // Holder is a container (or a host process) that holds a GPU: by running a
 // process on it, by a reservation in its configuration, or both.
 type Holder struct {
 	ContainerID   string // "" for a process outside containers
 	ContainerName string // without docker's leading "/"; "" when unknown
-	User          string // LabelUser, else the container's Config.User (for a host process, its owner); "" when unknown
+	User          string // LabelUser, else Config.User, else its GPU process's owner (a host process: its owner); "" when unknown
 	PIDs          []int  // host PIDs of its compute processes on the GPU
 	ByProcess     bool
 	ByReservation bool
@@ -69,7 +70,8 @@ func (c MemoryCache) Get(id string) (Reservation, bool) { r, ok := c[id]; return
 func (c MemoryCache) Put(id string, r Reservation) { c[id] = r }
 
 // Status returns the state and holders of each GPU of inv, looking up
-// containers through api and processes under procRoot ("/proc").
+// containers through api and processes under procRoot ("/proc"), with the
+// default thresholds and the daemon's default runtime unknown.
 func Status(ctx context.Context, inv Inventory, api ContainerAPI, procRoot string) ([]GPUStatus, error) {
 	return Lookup{API: api, ProcRoot: procRoot}.Status(ctx, inv)
 }
@@ -85,6 +87,30 @@ type Lookup struct {
 	Cache ReservationCache
 	// Parallel is how many containers are inspected at once; 0 means 8.
 	Parallel int
+	// DefaultRuntime is the daemon's default runtime (docker info's
+	// DefaultRuntime, see DefaultRuntime): NVIDIA_VISIBLE_DEVICES reserves
+	// GPUs for a container without a runtime of its own only when it is
+	// NVIDIA's. "" is unknown, and then the variable counts.
+	DefaultRuntime string
+	// Thresholds decide when a GPU is busy; nil means DefaultThresholds().
+	// They are Candidate's, so that "free" means free to be given out.
+	Thresholds *Thresholds
+}
+
+// InfoAPI is the part of the Docker API that DefaultRuntime uses; the
+// docker CLI's client satisfies it.
+type InfoAPI interface {
+	Info(ctx context.Context, options client.InfoOptions) (client.SystemInfoResult, error)
+}
+
+// DefaultRuntime returns the daemon's default runtime ("runc", "nvidia"),
+// for Lookup.DefaultRuntime; "" when docker info fails.
+func DefaultRuntime(ctx context.Context, api InfoAPI) string {
+	res, err := api.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return ""
+	}
+	return res.Info.DefaultRuntime
 }
 
 // liveStates are the container states that hold GPUs: a created container
@@ -118,7 +144,7 @@ func (l Lookup) Status(ctx context.Context, inv Inventory) ([]GPUStatus, error) 
 			}
 			in := &info{name: containerName(c.Names)}
 			live[c.ID] = in
-			if r, ok := cache.Get(c.ID); ok {
+			if r, ok := cache.Get(c.ID); ok && r.Format == reservationFormat {
 				in.res = r
 			} else if r, ok := reservationFromLabels(c.Labels); ok {
 				in.res = r
@@ -132,6 +158,7 @@ func (l Lookup) Status(ctx context.Context, inv Inventory) ([]GPUStatus, error) 
 			return nil, err
 		}
 		for id, r := range found {
+			r.Format = reservationFormat
 			live[id].res = r
 			cache.Put(id, r)
 		}
@@ -149,11 +176,15 @@ func (l Lookup) Status(ctx context.Context, inv Inventory) ([]GPUStatus, error) 
 
 	reservedBy := map[int][]string{} // GPU index -> container IDs
 	for id, in := range live {
-		for _, i := range in.res.Indexes(inv) {
+		for _, i := range in.res.Indexes(inv, l.DefaultRuntime) {
 			reservedBy[i] = append(reservedBy[i], id)
 		}
 	}
 
+	thresholds := DefaultThresholds()
+	if l.Thresholds != nil {
+		thresholds = *l.Thresholds
+	}
 	out := make([]GPUStatus, 0, len(inv.Devices))
 	for _, d := range inv.Devices {
 		byKey := map[string]*Holder{}
@@ -181,6 +212,10 @@ func (l Lookup) Status(ctx context.Context, inv Inventory) ([]GPUStatus, error) 
 				if in := live[id]; in != nil {
 					h.ContainerName, h.User = in.name, in.res.User
 				}
+				if h.User == "" {
+					// Neither LabelUser nor Config.User: who runs it.
+					h.User = processOwner(l.ProcRoot, p.PID)
+				}
 				return h
 			})
 			h.ByProcess = true
@@ -193,7 +228,7 @@ func (l Lookup) Status(ctx context.Context, inv Inventory) ([]GPUStatus, error) 
 			h.ByReservation = true
 		}
 
-		s := GPUStatus{Device: d, State: state(d, len(reservedBy[d.Index]) > 0)}
+		s := GPUStatus{Device: d, State: State(d, len(reservedBy[d.Index]) > 0, thresholds)}
 		for _, h := range holders {
 			slices.Sort(h.PIDs)
 			s.Holders = append(s.Holders, *h)
@@ -256,8 +291,8 @@ func reservationFromLabels(labels map[string]string) (Reservation, bool) {
 	if !ok1 || !ok2 {
 		return Reservation{}, false
 	}
-	r := Reservation{User: u}
-	r.addList(gpus)
+	r := Reservation{User: u, Format: reservationFormat}
+	r.GPUs, r.All = addList(nil, false, gpus)
 	return r, true
 }
 
@@ -268,17 +303,26 @@ func containerName(names []string) string {
 	return strings.TrimPrefix(names[0], "/")
 }
 
-// state derives a GPU's state from its processes, memory use and whether a
-// container reserves it.
-func state(d Device, reserved bool) string {
-	busy, known := false, false
+// State derives a GPU's state from its processes, memory use, utilisation
+// and whether a container reserves it. It is free exactly when Candidate(d,
+// reserved, t) is ok; what keeps Candidate from giving out an idle GPU
+// (a failed query, MIG mode) makes it unknown.
+func State(d Device, reserved bool, t Thresholds) string {
+	busy, unsure := false, d.MIGEnabled
 	if d.Known("processes") {
-		known = true
 		busy = len(d.Processes) > 0
+	} else {
+		unsure = true
 	}
 	if d.Known("memory") {
-		known = true
-		busy = busy || d.MemoryUsedMiB > BusyMemoryMiB
+		busy = busy || d.MemoryUsedMiB > t.MaxMemoryUsedMiB
+	} else {
+		unsure = true
+	}
+	if d.Known("utilization") {
+		busy = busy || d.UtilizationPercent > t.MaxUtilizationPercent
+	} else {
+		unsure = true
 	}
 	switch {
 	case busy && reserved:
@@ -287,8 +331,13 @@ func state(d Device, reserved bool) string {
 		return StateBusy
 	case reserved:
 		return StateReserved
-	case !known:
+	case unsure:
 		return StateUnknown
 	}
 	return StateFree
+}
+
+// state is State with the default thresholds.
+func state(d Device, reserved bool) string {
+	return State(d, reserved, DefaultThresholds())
 }

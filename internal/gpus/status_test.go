@@ -147,26 +147,161 @@ func TestStatusErrors(t *testing.T) {
 }
 
 func TestState(t *testing.T) {
+	def := DefaultThresholds()
 	tests := []struct {
 		name     string
 		d        Device
 		reserved bool
+		t        Thresholds
 		want     string
 	}{
 		{name: "idle", d: Device{MemoryUsedMiB: 4}, want: StateFree},
-		{name: "memory at threshold", d: Device{MemoryUsedMiB: BusyMemoryMiB}, want: StateFree},
-		{name: "memory above threshold", d: Device{MemoryUsedMiB: BusyMemoryMiB + 1}, want: StateBusy},
+		{name: "memory at threshold", d: Device{MemoryUsedMiB: def.MaxMemoryUsedMiB}, want: StateFree},
+		{name: "memory above threshold", d: Device{MemoryUsedMiB: def.MaxMemoryUsedMiB + 1}, want: StateBusy},
+		{name: "memory above a lower threshold", d: Device{MemoryUsedMiB: 300}, t: Thresholds{MaxMemoryUsedMiB: 256, MaxUtilizationPercent: 10}, want: StateBusy},
+		{name: "utilisation at threshold", d: Device{UtilizationPercent: def.MaxUtilizationPercent}, want: StateFree},
+		{name: "utilisation above threshold", d: Device{UtilizationPercent: def.MaxUtilizationPercent + 1}, want: StateBusy},
 		{name: "process", d: Device{Processes: []Process{{PID: 1}}}, want: StateBusy},
 		{name: "reserved", d: Device{}, reserved: true, want: StateReserved},
 		{name: "busy and reserved", d: Device{Processes: []Process{{PID: 1}}}, reserved: true, want: StateBusyReserved},
-		{name: "processes unknown, memory idle", d: Device{Errors: map[string]string{"processes": "x"}}, want: StateFree},
+		{name: "processes unknown, memory idle", d: Device{Errors: map[string]string{"processes": "x"}}, want: StateUnknown},
 		{name: "processes unknown, memory used", d: Device{MemoryUsedMiB: 9000, Errors: map[string]string{"processes": "x"}}, want: StateBusy},
-		{name: "nothing known", d: Device{Errors: map[string]string{"processes": "x", "memory": "x"}}, want: StateUnknown},
+		{name: "utilisation unknown", d: Device{Errors: map[string]string{"utilization": "x"}}, want: StateUnknown},
+		{name: "utilisation unknown, process", d: Device{Processes: []Process{{PID: 1}}, Errors: map[string]string{"utilization": "x"}}, want: StateBusy},
+		{name: "mig idle", d: Device{MIGEnabled: true}, want: StateUnknown},
+		{name: "mig with process", d: Device{MIGEnabled: true, Processes: []Process{{PID: 1}}}, want: StateBusy},
+		{name: "nothing known", d: Device{Errors: map[string]string{"processes": "x", "memory": "x", "utilization": "x"}}, want: StateUnknown},
 		{name: "nothing known but reserved", d: Device{Errors: map[string]string{"processes": "x", "memory": "x"}}, reserved: true, want: StateReserved},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, state(tc.d, tc.reserved), tc.want)
+			th := tc.t
+			if th == (Thresholds{}) {
+				th = def
+			}
+			got := State(tc.d, tc.reserved, th)
+			assert.Equal(t, got, tc.want)
+			// Free exactly when the selection would give it out.
+			ok, why := Candidate(tc.d, tc.reserved, th)
+			assert.Equal(t, got == StateFree, ok, why)
+		})
+	}
+}
+
+// An NGC image's NVIDIA_VISIBLE_DEVICES=all reserves the GPUs only when
+// NVIDIA's runtime runs the container; --gpus does whatever the runtime.
+func TestStatusRuntime(t *testing.T) {
+	ngcEnv := []string{"PATH=/usr/bin", "NVIDIA_VISIBLE_DEVICES=all"}
+	tests := []struct {
+		name           string
+		ctr            container.InspectResponse
+		defaultRuntime string
+		want           []string // states of the four GPUs
+	}{
+		{
+			name: "tensorboard on runc", ctr: onRuntime("runc", inspectWith(ngcEnv, nil, "")), defaultRuntime: "runc",
+			want: []string{StateFree, StateBusy, StateFree, StateFree},
+		},
+		{
+			name: "runtime not recorded, default runc", ctr: inspectWith(ngcEnv, nil, ""), defaultRuntime: "runc",
+			want: []string{StateFree, StateBusy, StateFree, StateFree},
+		},
+		{
+			name: "runtime not recorded, default nvidia", ctr: inspectWith(ngcEnv, nil, ""), defaultRuntime: "nvidia",
+			want: []string{StateReserved, StateBusyReserved, StateReserved, StateReserved},
+		},
+		{
+			name: "runtime not recorded, default unknown", ctr: inspectWith(ngcEnv, nil, ""),
+			want: []string{StateReserved, StateBusyReserved, StateReserved, StateReserved},
+		},
+		{
+			name: "--runtime nvidia", ctr: onRuntime("nvidia", inspectWith(ngcEnv, nil, "")), defaultRuntime: "runc",
+			want: []string{StateReserved, StateBusyReserved, StateReserved, StateReserved},
+		},
+		{
+			name: "--gpus device=2 on runc", defaultRuntime: "runc",
+			ctr:  onRuntime("runc", inspectWith(ngcEnv, nil, "", container.DeviceRequest{DeviceIDs: []string{"2"}, Capabilities: [][]string{{"gpu"}}})),
+			want: []string{StateFree, StateBusy, StateReserved, StateFree},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			inv := mustLoad(t, NewFakeLibrary(fourH100()))
+			docker := &fakeDocker{}
+			docker.add(id64('a'), "tf", container.StateRunning, nil, tc.ctr)
+			cache := MemoryCache{}
+			for range 2 { // the cached reservation decides the same
+				got, err := Lookup{API: docker, ProcRoot: t.TempDir(), Cache: cache, DefaultRuntime: tc.defaultRuntime}.Status(t.Context(), inv)
+				assert.NilError(t, err)
+				states := make([]string, len(got))
+				for i, s := range got {
+					states[i] = s.State
+				}
+				assert.DeepEqual(t, states, tc.want)
+			}
+			assert.DeepEqual(t, docker.inspects, []string{id64('a')})
+		})
+	}
+}
+
+// A container holder without LabelUser or Config.User is named by the
+// owner of its GPU process.
+func TestStatusUserFromProcess(t *testing.T) {
+	plain := id64('a')
+	inv := mustLoad(t, NewFakeLibrary(fourH100()))
+	proc := t.TempDir()
+	writeProc(t, proc, 4242, plain, 0)
+	docker := &fakeDocker{}
+	docker.add(plain, "sleepy", container.StateRunning, nil, inspectWith(nil, nil, ""))
+	got, err := Lookup{API: docker, ProcRoot: proc}.Status(t.Context(), inv)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, got[1].Holders, []Holder{{ContainerID: plain, ContainerName: "sleepy", User: "root", PIDs: []int{4242}, ByProcess: true}})
+}
+
+// Reservations cached by an older version, which merged
+// NVIDIA_VISIBLE_DEVICES into GPUs, are read again.
+func TestStatusOldCache(t *testing.T) {
+	ngc := id64('a')
+	inv := mustLoad(t, NewFakeLibrary(fourH100()))
+	docker := &fakeDocker{}
+	docker.add(ngc, "tensorboard", container.StateRunning, nil, onRuntime("runc", inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all"}, nil, "")))
+	cache := MemoryCache{ngc: {All: true}}
+	got, err := Lookup{API: docker, ProcRoot: t.TempDir(), Cache: cache, DefaultRuntime: "runc"}.Status(t.Context(), inv)
+	assert.NilError(t, err)
+	assert.Equal(t, got[0].State, StateFree)
+	assert.DeepEqual(t, docker.inspects, []string{ngc})
+	assert.DeepEqual(t, cache[ngc], Reservation{EnvAll: true, Runtime: "runc", Format: reservationFormat})
+}
+
+// Status and the selection share the thresholds.
+func TestStatusThresholds(t *testing.T) {
+	spec := fourH100()
+	spec.GPUs[2].MemoryUsedMiB = 600     // an idle CUDA context
+	spec.GPUs[3].UtilizationPercent = 30 // no process visible, but working
+	inv := mustLoad(t, NewFakeLibrary(spec))
+	tests := []struct {
+		name string
+		t    *Thresholds
+		want []string
+	}{
+		{name: "default", want: []string{StateFree, StateBusy, StateFree, StateBusy}},
+		{name: "strict", t: &Thresholds{MaxMemoryUsedMiB: 256, MaxUtilizationPercent: 10}, want: []string{StateFree, StateBusy, StateBusy, StateBusy}},
+		{name: "zero", t: &Thresholds{}, want: []string{StateFree, StateBusy, StateBusy, StateBusy}},
+		{name: "lenient", t: &Thresholds{MaxMemoryUsedMiB: 1024, MaxUtilizationPercent: 50}, want: []string{StateFree, StateBusy, StateFree, StateFree}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Lookup{ProcRoot: t.TempDir(), Thresholds: tc.t}.Status(t.Context(), inv)
+			assert.NilError(t, err)
+			th := DefaultThresholds()
+			if tc.t != nil {
+				th = *tc.t
+			}
+			for i, s := range got {
+				assert.Check(t, s.State == tc.want[i], "GPU %d: %s, want %s", i, s.State, tc.want[i])
+				ok, _ := Candidate(s.Device, false, th)
+				assert.Check(t, ok == (s.State == StateFree), "GPU %d", i)
+			}
 		})
 	}
 }

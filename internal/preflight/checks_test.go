@@ -1,6 +1,7 @@
 package preflight
 
 import (
+	"strings"
 	"testing"
 
 	"gotest.tools/v3/assert"
@@ -82,10 +83,12 @@ func TestCgroupDeviceAccess(t *testing.T) {
 
 func TestCheckMemlock(t *testing.T) {
 	rootless := DaemonInfo{Local: true, Rootless: true}
+	rootful := DaemonInfo{Local: true}
 	testCases := []struct {
 		name    string
 		in      Input
 		wantFix string // "" for no finding
+		wantMsg string
 	}{
 		{name: "rootful daemon may raise", in: Input{Ulimits: []string{"memlock=-1"}, HostMemlockHard: 8 << 20}},
 		{name: "no memlock", in: Input{Daemon: rootless, Ulimits: []string{"nofile=1024:2048"}, HostMemlockHard: 8 << 20}},
@@ -97,6 +100,13 @@ func TestCheckMemlock(t *testing.T) {
 		{name: "unknown limit, unlimited asked", in: Input{Daemon: rootless, Ulimits: []string{"memlock=-1"}}, wantFix: "ulimit -H -l"},
 		{name: "unknown limit, finite asked", in: Input{Daemon: rootless, Ulimits: []string{"memlock=65536"}}},
 		{name: "malformed ignored", in: Input{Daemon: rootless, Ulimits: []string{"memlock"}, HostMemlockHard: 1}},
+		// A rootful daemon where CAP_SYS_RESOURCE is not to be had (a
+		// container or sandbox) is bound by the hard limit too.
+		{name: "rootful without CAP_SYS_RESOURCE", in: Input{Daemon: rootful, Ulimits: []string{"memlock=-1"}, HostMemlockHard: 8 << 20, HostLacksSysResource: true}, wantFix: "use --ulimit memlock=8388608 (this host's hard limit, 8MiB)", wantMsg: "containers cannot raise memlock above 8MiB here"},
+		{name: "rootful without CAP_SYS_RESOURCE, within", in: Input{Daemon: rootful, Ulimits: []string{"memlock=8388608"}, HostMemlockHard: 8 << 20, HostLacksSysResource: true}},
+		{name: "rootful without CAP_SYS_RESOURCE, host unlimited", in: Input{Daemon: rootful, Ulimits: []string{"memlock=-1"}, HostMemlockHard: -1, HostLacksSysResource: true}},
+		{name: "rootful without CAP_SYS_RESOURCE, unknown limit", in: Input{Daemon: rootful, Ulimits: []string{"memlock=-1"}, HostLacksSysResource: true}, wantFix: "ulimit -H -l", wantMsg: "above its hard limit"},
+		{name: "rootless says rootless", in: Input{Daemon: rootless, Ulimits: []string{"memlock=-1"}, HostMemlockHard: 8 << 20, HostLacksSysResource: true}, wantFix: "LimitMEMLOCK=", wantMsg: "on a rootless daemon"},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,6 +118,7 @@ func TestCheckMemlock(t *testing.T) {
 			assert.Assert(t, is.Len(got, 1))
 			assert.Equal(t, got[0].Level, Warn)
 			assert.Assert(t, is.Contains(got[0].Message, "operation not permitted"))
+			assert.Assert(t, is.Contains(got[0].Message, tc.wantMsg))
 			assert.Assert(t, is.Contains(got[0].Fix, tc.wantFix))
 		})
 	}
@@ -140,6 +151,10 @@ func TestCheckShm(t *testing.T) {
 			assert.Equal(t, got[0].Level, Warn)
 			assert.Assert(t, is.Contains(got[0].Message, tc.want))
 			assert.Assert(t, is.Contains(got[0].Message, "bus error"))
+			// A bounded, private /dev/shm first; --ipc=host only with
+			// what it costs on a shared server.
+			assert.Assert(t, strings.Index(got[0].Fix, "--shm-size") < strings.Index(got[0].Fix, "--ipc=host"), got[0].Fix)
+			assert.Assert(t, is.Contains(got[0].Fix, "--ipc=host also works, but shares the host's /dev/shm"))
 		})
 	}
 }

@@ -34,9 +34,10 @@ type DaemonInfo struct {
 	// NvidiaCDISpecs are the spec files of kind nvidia.com/gpu found in
 	// CDISpecDirs; read only for a local daemon.
 	NvidiaCDISpecs []string
-	// HookOnPath is true when nvidia-container-runtime-hook is on this
-	// host's PATH (dockerd registers its "nvidia" --gpus driver when it
-	// finds it); meaningful only for a local daemon. See LookupHook.
+	// HookOnPath is true when nvidia-container-runtime-hook is on the
+	// PATH dockerd started with (it registers its "nvidia" --gpus driver
+	// when it finds it there); meaningful only for a local daemon. See
+	// LookupDaemonHook.
 	HookOnPath    bool
 	CgroupDriver  string // "systemd", "cgroupfs"
 	CgroupVersion string // "1", "2"
@@ -62,7 +63,8 @@ type API interface {
 // DaemonFacts asks the daemon about itself. dockerHost is the endpoint the
 // CLI talks to (dockerCLI.DockerEndpoint().Host); when it is local, the
 // daemon's CDI spec directories are read too. HookOnPath is left to the
-// caller (see LookupHook), since it depends on this process's PATH.
+// caller (see LookupDaemonHook): reading dockerd's PATH takes another
+// connection and, often, root.
 func DaemonFacts(ctx context.Context, api API, dockerHost string) (DaemonInfo, error) {
 	ping, err := api.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
 	if err != nil {

@@ -10,11 +10,13 @@ import (
 const defaultShmBytes = 64 << 20
 
 // checkMemlock: (c) a memlock limit the daemon will not be allowed to set.
-// A rootful dockerd has CAP_SYS_RESOURCE and may raise any limit; a rootless
-// one cannot go above the hard limit of the user who started it, and runc
-// then fails with "error setting rlimit type 8: operation not permitted".
+// Raising a hard rlimit takes CAP_SYS_RESOURCE. A rootful dockerd normally
+// has it and may set any limit; a rootless one cannot go above the hard limit
+// of the user who started it, nor can a rootful one started where the
+// capability is not to be had (a container, a sandbox). runc then fails with
+// "error setting rlimit type 8: operation not permitted".
 func checkMemlock(in Input) []Finding {
-	if !in.Daemon.Rootless {
+	if !in.Daemon.Rootless && !in.HostLacksSysResource {
 		return nil
 	}
 	for _, spec := range in.Ulimits {
@@ -24,32 +26,48 @@ func checkMemlock(in Input) []Finding {
 		}
 		unlimited := ul.Soft < 0 || ul.Hard < 0
 		switch limit := in.HostMemlockHard; {
-		case limit == -1: // the daemon's user may lock any amount
+		case limit == -1: // the daemon may lock any amount
 			return nil
 		case limit == 0 && !unlimited: // unknown limit: only unlimited is surely refused
 			return nil
 		case limit > 0 && !unlimited && ul.Soft <= limit && ul.Hard <= limit:
 			return nil
 		default:
-			return []Finding{memlockFinding(spec, limit)}
+			return []Finding{memlockFinding(spec, limit, in.Daemon.Rootless)}
 		}
 	}
 	return nil
 }
 
-func memlockFinding(spec string, hard int64) Finding {
-	f := Finding{
-		Check: "memlock", Level: Warn,
-		Message: fmt.Sprintf("--ulimit %s on a rootless daemon: the daemon cannot raise memlock above its own hard limit and the container would fail with \"error setting rlimit ... operation not permitted\"", spec),
+const rlimitRefused = `"error setting rlimit type 8: operation not permitted"`
+
+func memlockFinding(spec string, hard int64, rootless bool) Finding {
+	limit := "its hard limit (ulimit -H -l)"
+	if hard > 0 {
+		limit = size(hard)
+	}
+	f := Finding{Check: "memlock", Level: Warn}
+	if rootless {
+		f.Message = fmt.Sprintf("--ulimit %s on a rootless daemon: the daemon cannot raise memlock above %s and the container would fail with %s", spec, limit, rlimitRefused)
+	} else {
+		f.Message = fmt.Sprintf("--ulimit %s: containers cannot raise memlock above %s here (the host withholds CAP_SYS_RESOURCE, as containers and sandboxes do, even from a rootful daemon); the container would fail with %s", spec, limit, rlimitRefused)
 	}
 	if hard > 0 {
-		f.Fix = fmt.Sprintf("use --ulimit memlock=%d (this host's hard limit, %s) or drop --ulimit memlock", hard, units.BytesSize(float64(hard)))
+		f.Fix = fmt.Sprintf("use --ulimit memlock=%d (this host's hard limit, %s) or drop --ulimit memlock", hard, size(hard))
 	} else {
 		f.Fix = "use --ulimit memlock=<the hard limit of `ulimit -H -l`, in bytes> or drop --ulimit memlock"
 	}
-	f.Fix += "; to allow more, raise memlock for the daemon's user (LimitMEMLOCK= in its systemd unit, or /etc/security/limits.conf) and restart it"
+	if rootless {
+		f.Fix += "; to allow more, raise memlock for the daemon's user (LimitMEMLOCK= in its systemd unit, or /etc/security/limits.conf) and restart it"
+	} else {
+		f.Fix += "; to allow more, start the daemon where it has CAP_SYS_RESOURCE or a higher hard memlock limit (LimitMEMLOCK= in its systemd unit, or the limits of the container it runs in)"
+	}
 	return f
 }
+
+// ipcHostCaveat is why --shm-size is the fix we suggest first on a shared
+// server.
+const ipcHostCaveat = "--ipc=host also works, but shares the host's /dev/shm (unbounded) and IPC namespace with every container using it"
 
 // checkShm: (d) a /dev/shm too small for DataLoader workers.
 func checkShm(in Input) []Finding {
@@ -66,7 +84,7 @@ func checkShm(in Input) []Finding {
 			Check: "shm", Level: Warn,
 			Message: fmt.Sprintf("--shm-size %s is below the preset's %s; DataLoader workers may die with \"bus error\"",
 				size(in.ShmSizeBytes), size(in.PresetShmSizeBytes)),
-			Fix: "drop --shm-size to keep the preset's, or pass --ipc=host",
+			Fix: "drop --shm-size to keep the preset's size, or pass a larger one; " + ipcHostCaveat,
 		}}
 	case in.TrainingPreset && (shm == 0 || shm <= defaultShmBytes):
 		if shm == 0 {
@@ -75,7 +93,7 @@ func checkShm(in Input) []Finding {
 		return []Finding{{
 			Check: "shm", Level: Warn,
 			Message: fmt.Sprintf("/dev/shm is %s with a training preset; DataLoader workers may die with \"bus error\"", size(shm)),
-			Fix:     "pass --shm-size=16g (or more), or --ipc=host",
+			Fix:     "pass --shm-size=16g (or more): a private /dev/shm of bounded size; " + ipcHostCaveat,
 		}}
 	}
 	return nil

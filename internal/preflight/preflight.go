@@ -88,6 +88,11 @@ type Input struct {
 	// started by this user cannot exceed. -1 means unlimited, 0 unknown;
 	// leave 0 when the daemon is not local.
 	HostMemlockHard int64
+	// HostLacksSysResource is true when this host's processes cannot have
+	// CAP_SYS_RESOURCE (see LacksSysResource), so that even a rootful
+	// daemon cannot raise memlock above HostMemlockHard: containers and
+	// sandboxes. Leave false when the daemon is not local.
+	HostLacksSysResource bool
 }
 
 // ImageInfo is what the checks read from a local image's config.

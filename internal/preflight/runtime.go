@@ -42,7 +42,7 @@ func GPUProvider(d DaemonInfo) Finding {
 	return Finding{
 		Check: check, Level: Fail,
 		Message: "the daemon cannot give containers GPUs: no nvidia runtime, no NVIDIA CDI spec in " +
-			dirList(d.CDISpecDirs) + ", no " + HookName + " on PATH; docker would fail with: " + dockerNoGPUError,
+			dirList(d.CDISpecDirs) + ", no " + HookName + " on dockerd's PATH; docker would fail with: " + dockerNoGPUError,
 		Fix: toolkitFix(d.Rootless),
 	}
 }

@@ -36,6 +36,12 @@ type Options struct {
 // is skipped; one that exists but cannot be read is an error.
 func Load(builtin []byte, files []File, opts Options) (*Store, error) {
 	s := &Store{presets: map[string]*Preset{}}
+	if opts.Flags != nil {
+		// One flag set checks every setting: Set only accumulates values,
+		// which nobody reads, and building docker's commands costs time.
+		flags := opts.Flags()
+		opts.Flags = func() *pflag.FlagSet { return flags }
+	}
 	if err := s.parse(builtin, File{Source: SourceBuiltin}, opts); err != nil {
 		return nil, fmt.Errorf("built-in presets: %w", err)
 	}
@@ -250,6 +256,12 @@ func suggest(flags *pflag.FlagSet, key string) string {
 		}
 		return cands[i].name < cands[j].name
 	})
+	// An option that the key begins ("shm" for "shm-size") is the likeliest.
+	for _, c := range cands {
+		if len(norm) >= 3 && strings.HasPrefix(c.name, norm) {
+			return c.name
+		}
+	}
 	if len(cands) == 0 || cands[0].d > max(2, len(norm)/3) {
 		return ""
 	}
