@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/go-units"
 
@@ -118,7 +120,7 @@ func withGPUs(settings []presets.Setting, uuids []string, token string) []preset
 
 // newAllocator returns the GPU allocator for dockerCLI's daemon, which must
 // be on this host: NVML sees this host's GPUs only.
-func newAllocator(dockerCLI command.Cli, deps Deps, cache gpus.ReservationCache) (*alloc.Allocator, error) {
+func newAllocator(dockerCLI command.Cli, deps Deps, cache *alloc.FileCache) (*alloc.Allocator, error) {
 	if host := dockerCLI.DockerEndpoint().Host; !preflight.IsLocalHost(host) {
 		return nil, fmt.Errorf("--gpus auto chooses among this host's GPUs, but the Docker daemon is at %s: choose GPUs there, or give docker's own --gpus (device=...)", host)
 	}
@@ -126,6 +128,8 @@ func newAllocator(dockerCLI command.Cli, deps Deps, cache gpus.ReservationCache)
 		NVML: deps.NVML,
 		Holders: gpus.Lookup{
 			API: deps.API(dockerCLI), ProcRoot: deps.ProcRoot, Cache: cache,
+			// Two small list calls, not a list of every container.
+			List: cache.List(deps.API(dockerCLI)),
 		},
 		StateDir: deps.stateDir(),
 		Now:      deps.Now,
@@ -182,4 +186,31 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, settings [
 		_, _ = fmt.Fprintln(dockerCLI.Err(), describeChoice(c.Devices))
 	}
 	return withGPUs(rest, c.UUIDs(), c.Token), func() { _ = c.Release() }, nil
+}
+
+// withNVMLSession returns deps whose NVML is one library, initialised on
+// first use and kept until close: the pre-flight checks and the GPU choice of
+// one command then share it. Their own Init/Shutdown pairs only count
+// references, as NVML's nvmlInit does.
+func (d Deps) withNVMLSession() (_ Deps, done func()) {
+	var (
+		once     sync.Once
+		lib      nvml.Interface
+		err      error
+		shutdown func()
+	)
+	open := d.NVML
+	d.NVML = func() (nvml.Interface, error) {
+		once.Do(func() {
+			if lib, err = open(); err == nil {
+				shutdown, err = gpus.Init(lib)
+			}
+		})
+		return lib, err
+	}
+	return d, func() {
+		if shutdown != nil {
+			shutdown()
+		}
+	}
 }

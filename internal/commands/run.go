@@ -194,6 +194,8 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, name st
 		return cli.StatusError{StatusCode: 125, Status: err.Error()}
 	}
 	quiet := isSet(settings, "quiet")
+	deps, closeNVML := deps.withNVMLSession()
+	defer closeNVML()
 	var daemon *preflight.DaemonInfo
 	if !inv.dryRun {
 		in := preflightInput(ctx, dockerCLI, deps, inv, fromPresets, settings)

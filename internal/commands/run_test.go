@@ -14,6 +14,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
+	"github.com/docker/cli/cli/flags"
 	"github.com/docker/cli/cli/streams"
 	"github.com/moby/moby/client"
 	"gotest.tools/v3/assert"
@@ -185,4 +186,18 @@ func TestPresetsCommands(t *testing.T) {
 
 func errorsAs(err error, target *cli.StatusError) bool {
 	return errors.As(err, target)
+}
+
+// A remote daemon's GPUs are not this host's: --gpus auto refuses, before
+// asking that daemon anything.
+func TestRunGPUAutoRemoteDaemon(t *testing.T) {
+	dockerCLI, out, _, deps := testCLI(t)
+	t.Setenv("DOCKER_HOST", "tcp://192.0.2.10:2376") // TEST-NET-1: never reached
+	assert.NilError(t, dockerCLI.Initialize(flags.NewClientOptions()))
+	nvmlUsed := false
+	deps.NVML = func() (nvml.Interface, error) { nvmlUsed = true; return gpus.NewFakeLibrary(testGPUs), nil }
+	err := execute(t, dockerCLI, deps, "run", "--gpus", "auto", "img")
+	assert.ErrorContains(t, err, "--gpus auto chooses among this host's GPUs, but the Docker daemon is at tcp://192.0.2.10:2376")
+	assert.Check(t, !nvmlUsed, "NVML was read for a remote daemon")
+	assert.Check(t, is.Equal(out.String(), ""))
 }

@@ -92,6 +92,9 @@ type Lookup struct {
 	// GPUs for a container without a runtime of its own only when it is
 	// NVIDIA's. "" is unknown, and then the variable counts.
 	DefaultRuntime string
+	// List returns the containers to look at, at least every live one; nil
+	// lists every container through API. (API still inspects.)
+	List func(ctx context.Context) ([]container.Summary, error)
 	// Thresholds decide when a GPU is busy; nil means DefaultThresholds().
 	// They are Candidate's, so that "free" means free to be given out.
 	Thresholds *Thresholds
@@ -119,6 +122,22 @@ var liveStates = []container.ContainerState{
 	container.StateRunning, container.StateCreated, container.StatePaused, container.StateRestarting,
 }
 
+// Live reports whether a container in state holds its GPUs.
+func Live(state container.ContainerState) bool {
+	return slices.Contains(liveStates, state)
+}
+
+func (l Lookup) containers(ctx context.Context) ([]container.Summary, error) {
+	if l.List != nil {
+		return l.List(ctx)
+	}
+	list, err := l.API.ContainerList(ctx, client.ContainerListOptions{All: true})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list containers: %w", err)
+	}
+	return list.Items, nil
+}
+
 // Status returns the state and holders of each GPU of inv. It lists the
 // containers once and inspects only those whose reservation is not cached
 // and not told by docker perceptron's labels.
@@ -133,13 +152,13 @@ func (l Lookup) Status(ctx context.Context, inv Inventory) ([]GPUStatus, error) 
 		if cache == nil {
 			cache = MemoryCache{}
 		}
-		list, err := l.API.ContainerList(ctx, client.ContainerListOptions{All: true})
+		items, err := l.containers(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("cannot list containers: %w", err)
+			return nil, err
 		}
 		var toInspect []string
-		for _, c := range list.Items {
-			if !slices.Contains(liveStates, c.State) {
+		for _, c := range items {
+			if !Live(c.State) {
 				continue
 			}
 			in := &info{name: containerName(c.Names)}

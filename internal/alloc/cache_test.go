@@ -1,0 +1,143 @@
+package alloc
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus"
+)
+
+// filteringDaemon answers list calls with docker's "id" and "since" filters
+// and counts how many containers each call returned.
+type filteringDaemon struct {
+	list    []container.Summary // oldest first
+	calls   []string            // "all", "id", "since"
+	entries int                 // containers returned, over all calls
+}
+
+func (d *filteringDaemon) ContainerList(_ context.Context, opts client.ContainerListOptions) (client.ContainerListResult, error) {
+	var out []container.Summary
+	switch {
+	case len(opts.Filters["id"]) > 0:
+		d.calls = append(d.calls, "id")
+		for _, c := range d.list {
+			if opts.Filters["id"][c.ID] {
+				out = append(out, c)
+			}
+		}
+	case len(opts.Filters["since"]) > 0:
+		d.calls = append(d.calls, "since")
+		i := slices.IndexFunc(d.list, func(c container.Summary) bool { return opts.Filters["since"][c.ID] })
+		if i < 0 {
+			return client.ContainerListResult{}, fmt.Errorf("no such container")
+		}
+		out = slices.Clone(d.list[i+1:])
+	default:
+		d.calls = append(d.calls, "all")
+		out = slices.Clone(d.list)
+	}
+	d.entries += len(out)
+	return client.ContainerListResult{Items: out}, nil
+}
+
+func (d *filteringDaemon) ContainerInspect(context.Context, string, client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	return client.ContainerInspectResult{}, fmt.Errorf("not in this test")
+}
+
+func (d *filteringDaemon) add(id string, state container.ContainerState) {
+	d.list = append(d.list, container.Summary{ID: id, State: state, Created: int64(len(d.list) + 1)})
+}
+
+func (d *filteringDaemon) remove(id string) {
+	d.list = slices.DeleteFunc(d.list, func(c container.Summary) bool { return c.ID == id })
+}
+
+func ids(s []container.Summary) []string {
+	var out []string
+	for _, c := range s {
+		out = append(out, c.ID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// lookUp does what gpus.Lookup does with the cache: live containers are
+// looked up, and the unknown ones "inspected" (here: holders are named so).
+func lookUp(c *FileCache, found []container.Summary) {
+	for _, s := range found {
+		if !gpus.Live(s.State) {
+			continue
+		}
+		if _, ok := c.Get(s.ID); !ok {
+			r := gpus.Reservation{}
+			if s.ID[0] == 'h' {
+				r.GPUs = []string{"0"}
+			}
+			c.Put(s.ID, r)
+		}
+	}
+}
+
+func TestFileCacheList(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "reservations.json")
+	d := &filteringDaemon{}
+	d.add("holder-old", container.StateRunning)
+	for i := range 50 {
+		d.add(fmt.Sprintf("plain-%02d", i), container.StateRunning)
+	}
+	d.add("exited-new", container.StateExited)
+
+	// First use: one full listing.
+	c := OpenFileCache(path)
+	found, err := c.List(d)(t.Context())
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(found, 52))
+	assert.Check(t, is.DeepEqual(d.calls, []string{"all"}))
+	lookUp(c, found)
+	assert.NilError(t, c.Save())
+
+	// Then: the holder, the one not inspected and the anchors by ID, and
+	// what is new since the newest anchor; none of the 50 plain ones again.
+	d.add("holder-new", container.StateCreated)
+	d.calls, d.entries = nil, 0
+	c = OpenFileCache(path)
+	found, err = c.List(d)(t.Context())
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual(d.calls, []string{"id", "since"}))
+	assert.Check(t, is.Contains(ids(found), "holder-old"))
+	assert.Check(t, is.Contains(ids(found), "holder-new"))
+	assert.Check(t, is.Contains(ids(found), "exited-new"))
+	assert.Check(t, d.entries < 15, "returned %d containers", d.entries)
+	lookUp(c, found)
+	assert.NilError(t, c.Save())
+
+	// The pending container is started: it is looked at, and known.
+	d.list[slices.IndexFunc(d.list, func(s container.Summary) bool { return s.ID == "exited-new" })].State = container.StateRunning
+	c = OpenFileCache(path)
+	found, err = c.List(d)(t.Context())
+	assert.NilError(t, err)
+	assert.Check(t, is.Contains(ids(found), "exited-new"))
+	lookUp(c, found)
+	_, known := c.Get("exited-new")
+	assert.Check(t, known)
+	assert.NilError(t, c.Save())
+
+	// Every anchor removed: one full listing again.
+	c = OpenFileCache(path)
+	for _, a := range c.state.Anchors {
+		d.remove(a.ID)
+	}
+	d.calls = nil
+	found, err = c.List(d)(t.Context())
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual(d.calls, []string{"id", "all"}))
+	assert.Check(t, is.Contains(ids(found), "holder-old"))
+}
