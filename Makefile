@@ -13,6 +13,7 @@ all: build
 # Always handed to go build: its cache knows better than make what changed.
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/docker-perceptron ./cmd/docker-perceptron
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/perceptron-core ./cmd/perceptron-core
 
 install:
 	./install.sh

@@ -50,12 +50,20 @@ fi
 
 version="$(git describe --tags --always --dirty 2>/dev/null || echo dev)"
 
+# Two programs: the docker-perceptron launcher, which the docker CLI runs
+# for the plugin's metadata (kept light), and perceptron-core next to it,
+# which runs the commands. Each is built to a temporary name and renamed,
+# so a running copy is never overwritten in place.
 mkdir -p "$dest"
-tmp="$(mktemp "$dest/.docker-perceptron.XXXXXX")"
-trap 'rm -f "$tmp"' EXIT
-"$go" build -ldflags "-X main.version=$version" -o "$tmp" ./cmd/docker-perceptron
-chmod 0755 "$tmp"
-mv -f "$tmp" "$dest/docker-perceptron"
+tmpdir="$(mktemp -d "$dest/.docker-perceptron.XXXXXX")"
+trap 'rm -rf "$tmpdir"' EXIT
+for prog in perceptron-core docker-perceptron; do
+	"$go" build -ldflags "-X main.version=$version" -o "$tmpdir/$prog" "./cmd/$prog"
+	chmod 0755 "$tmpdir/$prog"
+done
+mv -f "$tmpdir/perceptron-core" "$dest/perceptron-core"
+mv -f "$tmpdir/docker-perceptron" "$dest/docker-perceptron"
+rm -rf "$tmpdir"
 trap - EXIT
 
 echo "Installed docker-perceptron $version to $dest/docker-perceptron"

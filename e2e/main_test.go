@@ -193,19 +193,25 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// buildPlugin builds ./cmd/docker-perceptron with the fakenvml tag into dir,
-// or copies the binary named by PERCEPTRON_E2E_PLUGIN.
+// buildPlugin builds the plugin into dir: the ./cmd/docker-perceptron
+// launcher, and ./cmd/perceptron-core with the fakenvml tag next to it. With
+// PERCEPTRON_E2E_PLUGIN=DIR, it copies the two binaries from DIR instead.
 func buildPlugin(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
 	out := filepath.Join(dir, "docker-perceptron")
 	if prebuilt := os.Getenv("PERCEPTRON_E2E_PLUGIN"); prebuilt != "" {
-		data, err := os.ReadFile(prebuilt)
-		if err != nil {
-			return "", err
+		for _, name := range []string{"docker-perceptron", "perceptron-core"} {
+			data, err := os.ReadFile(filepath.Join(prebuilt, name))
+			if err != nil {
+				return "", err
+			}
+			if err := os.WriteFile(filepath.Join(dir, name), data, 0o755); err != nil {
+				return "", err
+			}
 		}
-		return out, os.WriteFile(out, data, 0o755)
+		return out, nil
 	}
 	root, err := moduleRoot()
 	if err != nil {
@@ -218,11 +224,13 @@ func buildPlugin(dir string) (string, error) {
 			goBin = "/usr/local/go/bin/go"
 		}
 	}
-	cmd := exec.Command(goBin, "build", "-tags", "fakenvml",
-		"-ldflags", "-X main.version=e2e", "-o", out, "./cmd/docker-perceptron")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build -tags fakenvml ./cmd/docker-perceptron: %w\n%s", err, b)
+	for _, pkg := range []string{"docker-perceptron", "perceptron-core"} {
+		cmd := exec.Command(goBin, "build", "-tags", "fakenvml",
+			"-ldflags", "-X main.version=e2e", "-o", filepath.Join(dir, pkg), "./cmd/"+pkg)
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build -tags fakenvml ./cmd/%s: %w\n%s", pkg, err, b)
+		}
 	}
 	return out, nil
 }

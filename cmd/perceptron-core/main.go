@@ -1,0 +1,23 @@
+// Command perceptron-core runs the docker perceptron commands. The docker
+// CLI starts it through the docker-perceptron launcher (see
+// cmd/docker-perceptron), which answers the metadata call without loading
+// docker/cli's commands.
+package main
+
+import (
+	"github.com/docker/cli/cli-plugins/plugin"
+	"github.com/docker/cli/cli/command"
+	"github.com/spf13/cobra"
+
+	"github.com/perceptron/docker-perceptron/internal/commands"
+	"github.com/perceptron/docker-perceptron/internal/meta"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	plugin.Run(func(dockerCLI command.Cli) *cobra.Command {
+		return commands.NewRootCommand(dockerCLI, commands.DefaultDeps())
+	}, meta.Metadata(version))
+}
