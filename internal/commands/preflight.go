@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
@@ -52,32 +53,48 @@ func preflightInput(ctx context.Context, dockerCLI command.Cli, deps Deps, inv i
 		return in
 	}
 
+	// The daemon's facts, the image and NVML are asked at once.
 	api := deps.API(dockerCLI)
-	d, err := preflight.DaemonFacts(ctx, api, dockerCLI.DockerEndpoint().Host)
-	if err != nil {
-		return in // the stock command reports an unreachable daemon in its own words
+	host := dockerCLI.DockerEndpoint().Host
+	local := preflight.IsLocalHost(host)
+	var (
+		wg        sync.WaitGroup
+		d         preflight.DaemonInfo
+		daemonErr error
+	)
+	wg.Go(func() { d, daemonErr = preflight.DaemonFacts(ctx, api, host) })
+	if in.GPURequested {
+		wg.Go(func() {
+			if img, err := api.ImageInspect(ctx, inv.positional[0]); err == nil && img.Config != nil {
+				in.Image = &preflight.ImageInfo{Env: img.Config.Env}
+			}
+		})
+		if local {
+			wg.Go(func() {
+				if lib, err := deps.NVML(); err == nil {
+					if inventory, err := gpus.Load(lib); err == nil {
+						in.HostCUDA, in.HostDriver = inventory.CUDAVersion, inventory.DriverVersion
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if daemonErr != nil {
+		// The stock command reports an unreachable daemon in its own words.
+		in.Image, in.HostCUDA, in.HostDriver = nil, "", ""
+		return in
 	}
 	if d.Local {
-		d.HookOnPath = preflight.LookupDaemonHook(dockerCLI.DockerEndpoint().Host, os.Getenv("PATH"))
+		d.HookOnPath = preflight.LookupDaemonHook(host, os.Getenv("PATH"))
 		in.HostLacksSysResource = preflight.LacksSysResource()
 		if hard, err := preflight.MemlockHardLimit(); err == nil {
 			in.HostMemlockHard = hard
 		}
+	} else {
+		in.HostCUDA, in.HostDriver = "", ""
 	}
 	in.Daemon = d
-	if !in.GPURequested {
-		return in
-	}
-	if img, err := api.ImageInspect(ctx, inv.positional[0]); err == nil && img.Config != nil {
-		in.Image = &preflight.ImageInfo{Env: img.Config.Env}
-	}
-	if d.Local {
-		if lib, err := deps.NVML(); err == nil {
-			if inventory, err := gpus.Load(lib); err == nil {
-				in.HostCUDA, in.HostDriver = inventory.CUDAVersion, inventory.DriverVersion
-			}
-		}
-	}
 	return in
 }
 
