@@ -12,6 +12,7 @@ import (
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/command/formatter"
+	flagsHelper "github.com/docker/cli/cli/flags"
 	"github.com/spf13/cobra"
 
 	"github.com/perceptron/docker-perceptron/internal/alloc"
@@ -35,7 +36,7 @@ func newGpusCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 		},
 	}
 	flags := cmd.Flags()
-	flags.StringVar(&opts.format, "format", "", "format output using a custom template:\n'table':            print output in table format with column headers (default)\n'table TEMPLATE':   print output in table format using the given Go template\n'json':             print in JSON format, one GPU per line\n'TEMPLATE':         print output using the given Go template")
+	flags.StringVar(&opts.format, "format", "", flagsHelper.FormatHelp)
 	flags.BoolVarP(&opts.quiet, "quiet", "q", false, "only show GPU indexes (UUIDs with --no-trunc)")
 	flags.BoolVar(&opts.noTrunc, "no-trunc", false, "don't truncate output, and show GPU UUIDs")
 	return cmd

@@ -147,15 +147,7 @@ func gpusCLI(t *testing.T, spec gpus.FakeSpec, api client.APIClient, proc string
 
 func runGpusCmd(t *testing.T, dockerCLI command.Cli, deps Deps, args ...string) error {
 	t.Helper()
-	cmd := newGpusCommand(dockerCLI, deps)
-	cmd.SilenceUsage = true // as under the root command
-	if args == nil {
-		args = []string{}
-	}
-	cmd.SetArgs(args)
-	cmd.SetOut(dockerCLI.Out())
-	cmd.SetErr(dockerCLI.Err())
-	return cmd.ExecuteContext(t.Context())
+	return execute(t, dockerCLI, deps, append([]string{"gpus"}, args...)...)
 }
 
 func TestGpusOutput(t *testing.T) {

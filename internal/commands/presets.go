@@ -8,6 +8,7 @@ import (
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/command/formatter"
+	flagsHelper "github.com/docker/cli/cli/flags"
 	"github.com/docker/cli/templates"
 	"github.com/spf13/cobra"
 
@@ -42,7 +43,7 @@ func newPresetsListCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 		},
 	}
 	flags := cmd.Flags()
-	flags.StringVar(&opts.format, "format", "", "format output using a custom template:\n'table':            print output in table format with column headers (default)\n'table TEMPLATE':   print output in table format using the given Go template\n'json':             print in JSON format\n'TEMPLATE':         print output using the given Go template")
+	flags.StringVar(&opts.format, "format", "", flagsHelper.FormatHelp)
 	flags.BoolVarP(&opts.quiet, "quiet", "q", false, "only display preset names")
 	return cmd
 }
