@@ -313,7 +313,7 @@ func TestDoctorCommand(t *testing.T) {
 	dockerCLI, err := command.NewDockerCli(command.WithOutputStream(out), command.WithErrorStream(errOut), command.WithAPIClient(api))
 	assert.NilError(t, err)
 	t.Setenv("DOCKER_CONFIG", t.TempDir())
-	t.Setenv("DOCKER_HOST", "tcp://10.0.0.7:2376")
+	t.Setenv("DOCKER_HOST", "tcp://192.0.2.7:2376")
 	assert.NilError(t, dockerCLI.Initialize(flags.NewClientOptions()))
 
 	stateDir := filepath.Join(t.TempDir(), "state")
@@ -323,6 +323,9 @@ func TestDoctorCommand(t *testing.T) {
 	deps.StateDir = stateDir
 	deps.SystemPresets = filepath.Join(t.TempDir(), "system-presets.yaml") // absent
 	userPresets := filepath.Join(os.Getenv("DOCKER_CONFIG"), "perceptron", "presets.yaml")
+	// docker/cli computes its config directory once per process: name the
+	// file rather than depend on which test ran first.
+	deps.UserPresets = userPresets
 	assert.NilError(t, os.MkdirAll(filepath.Dir(userPresets), 0o755))
 	assert.NilError(t, os.WriteFile(userPresets, []byte("mine:\n  description: mine\n  shm-size: 8g\n"), 0o644))
 	scrub := strings.NewReplacer(stateDir, "/STATE", deps.SystemPresets, "/SYSTEM/presets.yaml", userPresets, "/CONFIG/perceptron/presets.yaml")

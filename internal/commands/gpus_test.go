@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -30,7 +31,7 @@ type fakeContainerAPI struct {
 	containers     []container.InspectResponse
 	listErr        error
 	defaultRuntime string
-	inspects       int
+	inspects       atomic.Int64 // Lookup inspects in parallel
 }
 
 func (f *fakeContainerAPI) Info(context.Context, client.InfoOptions) (client.SystemInfoResult, error) {
@@ -53,7 +54,7 @@ func (f *fakeContainerAPI) ContainerList(context.Context, client.ContainerListOp
 }
 
 func (f *fakeContainerAPI) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
-	f.inspects++
+	f.inspects.Add(1)
 	for _, c := range f.containers {
 		if c.ID == id {
 			return client.ContainerInspectResult{Container: c}, nil
@@ -253,9 +254,9 @@ func TestGpusCache(t *testing.T) {
 	spec, api, proc := gpusHost(t)
 	dockerCLI, out, _, deps := gpusCLI(t, spec, api, proc)
 	assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "-q"))
-	assert.Equal(t, api.inspects, len(api.containers))
+	assert.Equal(t, int(api.inspects.Load()), len(api.containers))
 	assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "-q"))
-	assert.Equal(t, api.inspects, len(api.containers))
+	assert.Equal(t, int(api.inspects.Load()), len(api.containers))
 	_, err := os.Stat(deps.CachePath)
 	assert.NilError(t, err)
 
@@ -263,6 +264,6 @@ func TestGpusCache(t *testing.T) {
 	out.Reset()
 	deps.CachePath = ""
 	assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "-q"))
-	assert.Equal(t, api.inspects, 2*len(api.containers))
+	assert.Equal(t, int(api.inspects.Load()), 2*len(api.containers))
 	assert.Equal(t, out.String(), "0\n1\n2\n3\n")
 }

@@ -93,9 +93,9 @@ func TestDaemonFacts(t *testing.T) {
 		_, err := DaemonFacts(t.Context(), fakeAPI{pingErr: boom}, "")
 		assert.ErrorIs(t, err, boom)
 		assert.ErrorContains(t, err, "the default socket")
-		_, err = DaemonFacts(t.Context(), fakeAPI{infoErr: boom}, "tcp://10.0.0.1:2376")
+		_, err = DaemonFacts(t.Context(), fakeAPI{infoErr: boom}, "tcp://192.0.2.1:2376")
 		assert.ErrorIs(t, err, boom)
-		assert.ErrorContains(t, err, "tcp://10.0.0.1:2376")
+		assert.ErrorContains(t, err, "tcp://192.0.2.1:2376")
 	})
 }
 
@@ -108,7 +108,7 @@ func TestIsLocalHost(t *testing.T) {
 		"tcp://127.0.0.1:2375":             true,
 		"tcp://localhost:2375":             true,
 		"tcp://[::1]:2375":                 true,
-		"tcp://10.1.2.3:2376":              false,
+		"tcp://198.51.100.3:2376":              false,
 		"tcp://gpu-box.example.com:2376":   false,
 		"ssh://me@gpu-box":                 false,
 		"ssh://me@127.0.0.1":               false, // another sshd, maybe a VM's
