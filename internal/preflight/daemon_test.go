@@ -108,7 +108,7 @@ func TestIsLocalHost(t *testing.T) {
 		"tcp://127.0.0.1:2375":             true,
 		"tcp://localhost:2375":             true,
 		"tcp://[::1]:2375":                 true,
-		"tcp://198.51.100.3:2376":              false,
+		"tcp://198.51.100.3:2376":          false,
 		"tcp://gpu-box.example.com:2376":   false,
 		"ssh://me@gpu-box":                 false,
 		"ssh://me@127.0.0.1":               false, // another sshd, maybe a VM's
