@@ -261,3 +261,76 @@ func TestGPUAutoThroughPreset(t *testing.T) {
 		t.Errorf("device request %s does not name %s", req, labels)
 	}
 }
+
+// TestGPUAutoWaitCtrlC: Ctrl-C (SIGINT to the docker CLI, as a terminal
+// sends it) stops a waiter cleanly: nothing created, no claim, no place in
+// the queue left behind.
+func TestGPUAutoWaitCtrlC(t *testing.T) {
+	e := newEnv(t)
+	e.FakeNVML = writeFakeNVML(t, sampleNVML(1))
+	e.MustDocker("perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
+
+	waiter := exec.Command(e.CLI.Path, "perceptron", "run", "--wait", "--gpus", "auto", testImage, "true")
+	waiter.Env = e.environ()
+	var stderr lockedBuffer
+	waiter.Stderr = &stderr
+	if err := waiter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = waiter.Process.Kill() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stderr.String(), "waiting for GPUs") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the waiter did not say it waits:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := waiter.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- waiter.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the waiter did not stop on SIGINT:\n%s", stderr.String())
+	}
+	if waiter.ProcessState.ExitCode() == 0 || !strings.Contains(stderr.String(), "stopped waiting for GPUs") {
+		t.Errorf("exit %d after SIGINT:\n%s", waiter.ProcessState.ExitCode(), stderr.String())
+	}
+	if n := len(strings.Fields(e.MustDocker("ps", "-aq"))); n != 1 {
+		t.Errorf("%d containers, want only the holder", n)
+	}
+	for _, pattern := range []string{"lease-*", "ticket-*"} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			left, _ := filepath.Glob(filepath.Join(e.StateDir, pattern))
+			if len(left) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("left behind: %v", left)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that a process writes while a test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
