@@ -76,7 +76,7 @@ func PairScore(a, b Device) int {
 	if n := max(count(a.NVLinkPeers, b.Index), count(b.NVLinkPeers, a.Index)); n > 0 {
 		return n * ScoreNVLink
 	}
-	if SamePCIeSwitch(a.PCIBusID, b.PCIBusID) {
+	if slices.Contains(a.PCIePeers, b.Index) || slices.Contains(b.PCIePeers, a.Index) || SamePCIeSwitch(a.PCIBusID, b.PCIBusID) {
 		return ScorePCIeSwitch
 	}
 	if a.NUMANode >= 0 && a.NUMANode == b.NUMANode && a.Known("numa") && b.Known("numa") {

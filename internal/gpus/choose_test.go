@@ -101,6 +101,9 @@ func TestChoose(t *testing.T) {
 	sameBus := plain(0, 0, 0, 0)
 	sameBus[1].PCIBusID, sameBus[3].PCIBusID = "00000000:40:00.0", "00000000:40:01.0"
 
+	sameSwitch := plain(0, 0, 0, 0) // NVML: 1 and 3 behind one PCIe switch
+	sameSwitch[1].PCIePeers, sameSwitch[3].PCIePeers = []int{3}, []int{1}
+
 	unknownNUMA := plain(-1, -1, 0, 0)
 	failedNUMA := plain(0, 0, 0)
 	failedNUMA[0].Errors = map[string]string{"numa": "Not Supported"}
@@ -130,6 +133,7 @@ func TestChoose(t *testing.T) {
 		{name: "unknown NUMA is not the same node", devices: unknownNUMA, candidates: []int{0, 1, 2, 3}, n: 2, want: []int{2, 3}},
 		{name: "failed NUMA query is not the same node", devices: failedNUMA, candidates: []int{0, 1, 2}, n: 2, want: []int{1, 2}},
 		{name: "shared PCI bus beats NUMA", devices: sameBus, candidates: except(4), n: 2, want: []int{1, 3}},
+		{name: "NVML's shared PCIe switch beats NUMA", devices: sameSwitch, candidates: except(4), n: 2, want: []int{1, 3}},
 		{name: "two NVLinks beat one", devices: doubleLink, candidates: except(4), n: 2, want: []int{2, 3}},
 		{name: "least loaded", devices: loaded, candidates: except(3), n: 1, want: []int{2}},
 		{name: "least loaded pair", devices: loaded, candidates: except(3), n: 2, want: []int{1, 2}},

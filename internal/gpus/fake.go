@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -27,18 +28,21 @@ type FakeSpec struct {
 
 // FakeGPU is one fake GPU; its index is its position in FakeSpec.GPUs.
 type FakeGPU struct {
-	UUID               string        `json:"uuid"`
-	Name               string        `json:"name"`
-	PCIBusID           string        `json:"pci_bus_id,omitempty"`
-	MemoryTotalMiB     uint64        `json:"memory_total_mib,omitempty"`
-	MemoryUsedMiB      uint64        `json:"memory_used_mib,omitempty"`
-	UtilizationPercent uint32        `json:"utilization_percent,omitempty"`
-	TemperatureC       uint32        `json:"temperature_c,omitempty"`
-	PowerW             uint32        `json:"power_w,omitempty"`
-	MIGEnabled         bool          `json:"mig_enabled,omitempty"`
-	NUMANode           *int          `json:"numa_node,omitempty"`
-	NVLinkPeers        []int         `json:"nvlink_peers,omitempty"`
-	Processes          []FakeProcess `json:"processes,omitempty"`
+	UUID               string `json:"uuid"`
+	Name               string `json:"name"`
+	PCIBusID           string `json:"pci_bus_id,omitempty"`
+	MemoryTotalMiB     uint64 `json:"memory_total_mib,omitempty"`
+	MemoryUsedMiB      uint64 `json:"memory_used_mib,omitempty"`
+	UtilizationPercent uint32 `json:"utilization_percent,omitempty"`
+	TemperatureC       uint32 `json:"temperature_c,omitempty"`
+	PowerW             uint32 `json:"power_w,omitempty"`
+	MIGEnabled         bool   `json:"mig_enabled,omitempty"`
+	NUMANode           *int   `json:"numa_node,omitempty"`
+	NVLinkPeers        []int  `json:"nvlink_peers,omitempty"`
+	// PCIeSwitch names the PCIe switch the GPU sits behind: GPUs with the
+	// same name share it (NVML's TOPOLOGY_SINGLE).
+	PCIeSwitch string        `json:"pcie_switch,omitempty"`
+	Processes  []FakeProcess `json:"processes,omitempty"`
 	// Errors makes queries fail: query name (as in Device.Errors, or
 	// "handle") to NVML return name, e.g. {"temperature": "ERROR_UNKNOWN"}.
 	Errors map[string]string `json:"errors,omitempty"`
@@ -101,6 +105,15 @@ func NewFakeLibrary(spec FakeSpec) nvml.Interface {
 	devs := make([]*mock.Device, len(spec.GPUs))
 	for i := range spec.GPUs {
 		devs[i] = newFakeDevice(spec, i)
+	}
+	for i, d := range devs {
+		d.GetTopologyCommonAncestorFunc = func(other nvml.Device) (nvml.GpuTopologyLevel, nvml.Return) {
+			j := slices.IndexFunc(devs, func(o *mock.Device) bool { return nvml.Device(o) == other })
+			if ret, _ := returnByName(spec.GPUs[i].Errors["topology"]); ret != nvml.SUCCESS {
+				return 0, ret
+			}
+			return fakeTopology(spec.GPUs[i], spec.GPUs[j]), nvml.SUCCESS
+		}
 	}
 	initRet, _ := returnByName(spec.InitError)
 	cuda, cudaErr := cudaVersionInt(spec.CUDAVersion)
@@ -214,6 +227,18 @@ func newFakeDevice(spec FakeSpec, i int) *mock.Device {
 			return pciInfo(fakeBusID(spec, g.NVLinkPeers[link])), answer("nvlink")
 		},
 	}
+}
+
+// fakeTopology is the common ancestor of two fake GPUs: their switch, else
+// their NUMA node, else the system.
+func fakeTopology(a, b FakeGPU) nvml.GpuTopologyLevel {
+	switch {
+	case a.PCIeSwitch != "" && a.PCIeSwitch == b.PCIeSwitch:
+		return nvml.TOPOLOGY_SINGLE
+	case a.NUMANode != nil && b.NUMANode != nil && *a.NUMANode == *b.NUMANode:
+		return nvml.TOPOLOGY_NODE
+	}
+	return nvml.TOPOLOGY_SYSTEM
 }
 
 // fakeBusID is the GPU's pci_bus_id, or one made up from its index.

@@ -86,7 +86,30 @@ func readInventory(lib nvml.Interface, numaFallback func(busID string) (int, boo
 		inv.Devices = append(inv.Devices, d)
 	}
 	resolveNVLinkPeers(inv.Devices, remotes)
+	readPCIePeers(inv.Devices, handles)
 	return inv, nil
+}
+
+// readPCIePeers asks NVML, pair by pair, which GPUs share a PCIe switch: a
+// common ancestor at TOPOLOGY_SINGLE or TOPOLOGY_MULTIPLE, as NVIDIA's
+// go-gpuallocator reads it.
+func readPCIePeers(devs []Device, handles []nvml.Device) {
+	for i := range handles {
+		for j := i + 1; j < len(handles); j++ {
+			if handles[i] == nil || handles[j] == nil {
+				continue
+			}
+			level, ret := handles[i].GetTopologyCommonAncestor(handles[j])
+			if ret != nvml.SUCCESS {
+				devs[i].fail("topology", ret)
+				continue
+			}
+			if level <= nvml.TOPOLOGY_MULTIPLE {
+				devs[i].PCIePeers = append(devs[i].PCIePeers, j)
+				devs[j].PCIePeers = append(devs[j].PCIePeers, i)
+			}
+		}
+	}
 }
 
 // readDevice fills d from h, one NVML query at a time.
@@ -221,7 +244,7 @@ func resolveNVLinkPeers(devs []Device, remotes [][]string) {
 }
 
 // deviceQueries are the keys of Device.Errors.
-var deviceQueries = []string{"handle", "uuid", "name", "pci", "memory", "utilization", "temperature", "power", "mig", "processes", "nvlink"}
+var deviceQueries = []string{"handle", "uuid", "name", "pci", "memory", "utilization", "temperature", "power", "mig", "processes", "nvlink", "topology"}
 
 const (
 	mib = 1 << 20

@@ -62,6 +62,23 @@ func TestReadInventory(t *testing.T) {
 	assert.Equal(t, inv.Devices[3].NUMANode, 1)
 }
 
+// The PCIe topology is NVML's common ancestor of each pair of GPUs.
+func TestReadInventoryPCIeTopology(t *testing.T) {
+	spec := fourH100()
+	spec.GPUs[0].PCIeSwitch, spec.GPUs[2].PCIeSwitch = "sw0", "sw0"
+	spec.GPUs[1].PCIeSwitch, spec.GPUs[3].PCIeSwitch = "sw1", "sw2"
+	inv := mustLoad(t, NewFakeLibrary(spec))
+	assert.DeepEqual(t, inv.Devices[0].PCIePeers, []int{2})
+	assert.DeepEqual(t, inv.Devices[2].PCIePeers, []int{0})
+	assert.Check(t, is.Len(inv.Devices[1].PCIePeers, 0))
+	assert.Check(t, is.Len(inv.Devices[3].PCIePeers, 0))
+
+	spec.GPUs[1].Errors = map[string]string{"topology": "ERROR_NOT_SUPPORTED"}
+	inv = mustLoad(t, NewFakeLibrary(spec))
+	assert.Check(t, !inv.Devices[1].Known("topology"))
+	assert.DeepEqual(t, inv.Devices[0].PCIePeers, []int{2}) // the others are still read
+}
+
 func TestReadInventoryQueryErrors(t *testing.T) {
 	tests := []struct {
 		name     string

@@ -30,6 +30,9 @@ type Device struct {
 	// Topology, used to choose well-connected sets of GPUs.
 	NUMANode    int   // -1 when unknown
 	NVLinkPeers []int // indexes of GPUs linked to this one by NVLink, one entry per link
+	// PCIePeers are the GPUs that NVML places behind the same PCIe switch
+	// (or switches) as this one, without crossing a host bridge.
+	PCIePeers []int
 
 	// Errors maps a query ("memory", "utilization", "temperature", "power",
 	// "processes", "numa", "nvlink", "mig", ...) to the error NVML returned.
