@@ -74,6 +74,7 @@ func preflightInput(ctx context.Context, dockerCLI command.Cli, deps Deps, inv i
 				if lib, err := deps.NVML(); err == nil {
 					if inventory, err := gpus.Load(lib); err == nil {
 						in.HostCUDA, in.HostDriver = inventory.CUDAVersion, inventory.DriverVersion
+						in.HostBrand = commonBrand(inventory.Devices)
 					}
 				}
 			})
@@ -82,7 +83,7 @@ func preflightInput(ctx context.Context, dockerCLI command.Cli, deps Deps, inv i
 	wg.Wait()
 	if daemonErr != nil {
 		// The stock command reports an unreachable daemon in its own words.
-		in.Image, in.HostCUDA, in.HostDriver = nil, "", ""
+		in.Image, in.HostCUDA, in.HostDriver, in.HostBrand = nil, "", "", ""
 		return in
 	}
 	if d.Local {
@@ -92,10 +93,24 @@ func preflightInput(ctx context.Context, dockerCLI command.Cli, deps Deps, inv i
 			in.HostMemlockHard = hard
 		}
 	} else {
-		in.HostCUDA, in.HostDriver = "", ""
+		in.HostCUDA, in.HostDriver, in.HostBrand = "", "", ""
 	}
 	in.Daemon = d
 	return in
+}
+
+// commonBrand is the NVIDIA_REQUIRE_CUDA brand name of the host's GPUs when
+// they all have the same one (the GPUs are not chosen yet), else "".
+func commonBrand(devices []gpus.Device) string {
+	brand := ""
+	for i, d := range devices {
+		b := preflight.BrandName(d.Brand)
+		if b == "" || (i > 0 && b != brand) {
+			return ""
+		}
+		brand = b
+	}
+	return brand
 }
 
 // shmSize returns the last --shm-size of settings in bytes, 0 if none.

@@ -201,3 +201,19 @@ func TestRunGPUAutoRemoteDaemon(t *testing.T) {
 	assert.Check(t, !nvmlUsed, "NVML was read for a remote daemon")
 	assert.Check(t, is.Equal(out.String(), ""))
 }
+
+func TestCommonBrand(t *testing.T) {
+	tesla, geforce := gpus.Device{Brand: 2}, gpus.Device{Brand: 5}
+	tests := []struct {
+		devices []gpus.Device
+		want    string
+	}{
+		{[]gpus.Device{tesla, tesla}, "tesla"},
+		{[]gpus.Device{tesla, geforce}, ""},
+		{[]gpus.Device{tesla, {Brand: -1}}, ""},
+		{nil, ""},
+	}
+	for _, tc := range tests {
+		assert.Check(t, is.Equal(commonBrand(tc.devices), tc.want))
+	}
+}

@@ -37,8 +37,10 @@ type FakeGPU struct {
 	TemperatureC       uint32 `json:"temperature_c,omitempty"`
 	PowerW             uint32 `json:"power_w,omitempty"`
 	MIGEnabled         bool   `json:"mig_enabled,omitempty"`
-	NUMANode           *int   `json:"numa_node,omitempty"`
-	NVLinkPeers        []int  `json:"nvlink_peers,omitempty"`
+	// Brand is NVML's brand number; omitted, 2 (Tesla, data centre GPUs).
+	Brand       *int  `json:"brand,omitempty"`
+	NUMANode    *int  `json:"numa_node,omitempty"`
+	NVLinkPeers []int `json:"nvlink_peers,omitempty"`
 	// PCIeSwitch names the PCIe switch the GPU sits behind: GPUs with the
 	// same name share it (NVML's TOPOLOGY_SINGLE).
 	PCIeSwitch string        `json:"pcie_switch,omitempty"`
@@ -188,6 +190,12 @@ func newFakeDevice(spec FakeSpec, i int) *mock.Device {
 			return g.TemperatureC, answer("temperature")
 		},
 		GetPowerUsageFunc: func() (uint32, nvml.Return) { return g.PowerW * 1000, answer("power") },
+		GetBrandFunc: func() (nvml.BrandType, nvml.Return) {
+			if g.Brand == nil {
+				return nvml.BRAND_TESLA, answer("brand")
+			}
+			return nvml.BrandType(*g.Brand), answer("brand")
+		},
 		GetMigModeFunc: func() (int, int, nvml.Return) {
 			mode := nvml.DEVICE_MIG_DISABLE
 			if g.MIGEnabled {

@@ -69,7 +69,7 @@ func readInventory(lib nvml.Interface, numaFallback func(busID string) (int, boo
 	handles := make([]nvml.Device, count)
 	remotes := make([][]string, count) // NVLink remote PCI bus ids, per device
 	for i := range count {
-		d := Device{Index: i, NUMANode: -1}
+		d := Device{Index: i, NUMANode: -1, Brand: -1}
 		h, ret := lib.DeviceGetHandleByIndex(i)
 		if ret != nvml.SUCCESS {
 			// Nothing about this GPU is known; say so for every query, so
@@ -149,6 +149,11 @@ func readDevice(d *Device, h nvml.Device, numaFallback func(string) (int, bool))
 		d.PowerW = int((v + 500) / 1000) // milliwatts
 	} else {
 		d.fail("power", ret)
+	}
+	if b, ret := h.GetBrand(); ret == nvml.SUCCESS {
+		d.Brand = int(b)
+	} else {
+		d.fail("brand", ret)
 	}
 	// Not supported means a GPU without MIG, not an unknown mode.
 	if current, _, ret := h.GetMigMode(); ret == nvml.SUCCESS {
@@ -244,7 +249,7 @@ func resolveNVLinkPeers(devs []Device, remotes [][]string) {
 }
 
 // deviceQueries are the keys of Device.Errors.
-var deviceQueries = []string{"handle", "uuid", "name", "pci", "memory", "utilization", "temperature", "power", "mig", "processes", "nvlink", "topology"}
+var deviceQueries = []string{"handle", "uuid", "name", "pci", "memory", "utilization", "temperature", "power", "mig", "processes", "nvlink", "topology", "brand"}
 
 const (
 	mib = 1 << 20

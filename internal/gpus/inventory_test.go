@@ -54,7 +54,7 @@ func TestReadInventory(t *testing.T) {
 	assert.DeepEqual(t, inv.Devices[1], Device{
 		Index: 1, UUID: "GPU-bbbbbbbb-1111-2222-3333-444455556666", Name: "NVIDIA H100 80GB HBM3",
 		PCIBusID: "00000000:2A:00.0", MemoryTotalMiB: 81559, MemoryUsedMiB: 20480,
-		UtilizationPercent: 97, TemperatureC: 31, PowerW: 70,
+		UtilizationPercent: 97, TemperatureC: 31, PowerW: 70, Brand: 2,
 		Processes: []Process{{PID: 4242, UsedMemoryMiB: 20000}},
 		NUMANode:  0, NVLinkPeers: []int{0, 2, 3},
 	})

@@ -24,6 +24,9 @@ type Device struct {
 	TemperatureC       int
 	PowerW             int // power draw in watts
 	MIGEnabled         bool
+	// Brand is NVML's brand number (nvmlBrandType_t: 2 is Tesla, the data
+	// centre GPUs), which NVIDIA_REQUIRE_CUDA's brand= terms test; -1 unknown.
+	Brand int
 
 	Processes []Process
 
