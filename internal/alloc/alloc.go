@@ -9,13 +9,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/user"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/docker/cli/cli/command/formatter"
 
 	"github.com/perceptron/docker-perceptron/internal/claims"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
@@ -304,7 +304,7 @@ func describeHeld(st gpus.GPUStatus, leased bool, l claims.Lease, why string) st
 		who = append(who, describeHolder(h))
 	}
 	if leased {
-		who = append(who, fmt.Sprintf("a docker perceptron of %s creating its container (pid %d)", userName(l.UID), l.PID))
+		who = append(who, fmt.Sprintf("a docker perceptron of %s creating its container (pid %d)", gpus.UserName(strconv.Itoa(l.UID)), l.PID))
 	}
 	if len(who) == 0 {
 		return fmt.Sprintf("GPU %d: %s", st.Index, why)
@@ -318,7 +318,7 @@ func describeHolder(h gpus.Holder) string {
 	case h.ContainerName != "":
 		s = "container " + h.ContainerName
 	case h.ContainerID != "":
-		s = "container " + shortID(h.ContainerID)
+		s = "container " + formatter.TruncateID(h.ContainerID)
 	default:
 		s = "host process"
 		if len(h.PIDs) > 0 {
@@ -329,19 +329,4 @@ func describeHolder(h gpus.Holder) string {
 		s += " (" + h.User + ")"
 	}
 	return s
-}
-
-// userName names the user with uid, or "uid N".
-func userName(uid int) string {
-	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
-		return u.Username
-	}
-	return fmt.Sprintf("uid %d", uid)
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

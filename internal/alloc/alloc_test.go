@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -101,7 +102,7 @@ func TestClaimSkipsHeldGPUs(t *testing.T) {
 	assert.Assert(t, errors.As(err, &notEnough), "%v", err)
 	assert.Check(t, is.Equal(notEnough.Free, 0))
 	assert.Check(t, is.ErrorContains(err, "not enough free GPUs: 1 asked for, 0 free; GPU 0 held by container train-bob (bob); GPU 1 held by host process 4242"))
-	assert.Check(t, is.ErrorContains(err, "GPU 2 held by a docker perceptron of "+userName(os.Geteuid())+" creating its container (pid "))
+	assert.Check(t, is.ErrorContains(err, "GPU 2 held by a docker perceptron of "+gpus.UserName(strconv.Itoa(os.Geteuid()))+" creating its container (pid "))
 
 	// Released: free again.
 	assert.NilError(t, c.Release())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"os/user"
@@ -135,7 +136,7 @@ func (r *rawValue) Type() string       { return "string" }
 // options. Each docker option is checked by docker's own parser.
 func parseContainerArgs(flags *pflag.FlagSet, args []string) (invocation, error) {
 	var inv invocation
-	flags.SetOutput(nopWriter{})
+	flags.SetOutput(io.Discard)
 	inv.addFlags(flags)
 	if g := flags.Lookup("gpus"); g != nil {
 		g.Value = &rawValue{}
@@ -167,10 +168,6 @@ func parseContainerArgs(flags *pflag.FlagSet, args []string) (invocation, error)
 	inv.positional = flags.Args()
 	return inv, nil
 }
-
-type nopWriter struct{}
-
-func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 // runContainer merges the presets with the user's options and runs the
 // stock command, or prints it with --dry-run.

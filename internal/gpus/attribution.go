@@ -259,6 +259,14 @@ func addList(names []string, all bool, list string) ([]string, bool) {
 // processOwner returns the user running a host process ("alice", or
 // "uid 1000" when the name is unknown), or "" when procRoot has no such
 // process.
+// UserName names the user with the numeric uid, or says "uid N".
+func UserName(uid string) string {
+	if u, err := user.LookupId(uid); err == nil {
+		return u.Username
+	}
+	return "uid " + uid
+}
+
 func processOwner(procRoot string, pid int) string {
 	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "status"))
 	if err != nil {
@@ -275,10 +283,7 @@ func processOwner(procRoot string, pid int) string {
 		if len(fields) == 0 {
 			return ""
 		}
-		if u, err := user.LookupId(fields[0]); err == nil {
-			return u.Username
-		}
-		return "uid " + fields[0]
+		return UserName(fields[0])
 	}
 	return ""
 }
