@@ -48,8 +48,14 @@ func (d *filteringDaemon) ContainerList(_ context.Context, opts client.Container
 	return client.ContainerListResult{Items: out}, nil
 }
 
-func (d *filteringDaemon) ContainerInspect(context.Context, string, client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
-	return client.ContainerInspectResult{}, fmt.Errorf("not in this test")
+// ContainerInspect answers for every container: none asks for GPUs.
+func (d *filteringDaemon) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	if !slices.ContainsFunc(d.list, func(c container.Summary) bool { return c.ID == id }) {
+		return client.ContainerInspectResult{}, fmt.Errorf("no such container: %s", id)
+	}
+	return client.ContainerInspectResult{Container: container.InspectResponse{
+		ID: id, Config: &container.Config{}, HostConfig: &container.HostConfig{},
+	}}, nil
 }
 
 func (d *filteringDaemon) add(id string, state container.ContainerState) {
@@ -140,4 +146,36 @@ func TestFileCacheList(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Check(t, is.DeepEqual(d.calls, []string{"id", "all"}))
 	assert.Check(t, is.Contains(ids(found), "holder-old"))
+}
+
+// A GPU holder that stops is still watched: when it starts again, the
+// incremental listing finds it, whoever used the cache in between.
+func TestFileCacheKeepsStoppedHolders(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "reservations.json")
+	d := &filteringDaemon{}
+	d.add("holder", container.StateRunning)
+	d.list[0].Labels = map[string]string{gpus.LabelUser: "alice", gpus.LabelGPUs: "GPU-0"}
+	for i := range 20 {
+		d.add(fmt.Sprintf("plain-%02d", i), container.StateRunning)
+	}
+	inv := gpus.Inventory{Devices: []gpus.Device{{Index: 0, UUID: "GPU-0", NUMANode: -1}}}
+	status := func() []gpus.GPUStatus {
+		t.Helper()
+		c := OpenFileCache(path)
+		l := gpus.Lookup{API: d, ProcRoot: t.TempDir(), Cache: c, List: c.List(d)}
+		s, err := l.Status(t.Context(), inv)
+		assert.NilError(t, err)
+		assert.NilError(t, c.Save())
+		return s
+	}
+	assert.Check(t, is.Equal(status()[0].State, gpus.StateReserved))
+
+	d.list[0].State = container.StateExited
+	d.add("newer", container.StateRunning) // the anchors move on
+	assert.Check(t, is.Equal(status()[0].State, gpus.StateFree))
+
+	d.list[0].State = container.StateRunning
+	d.calls = nil
+	assert.Check(t, is.Equal(status()[0].State, gpus.StateReserved))
+	assert.Check(t, !slices.Contains(d.calls, "all"), "listed everything: %v", d.calls)
 }

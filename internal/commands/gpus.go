@@ -53,7 +53,10 @@ func runGpus(ctx context.Context, dockerCLI command.Cli, deps Deps, opts gpusOpt
 		// Shared with --gpus auto: each container is inspected once.
 		cache := alloc.OpenFileCache(deps.CachePath)
 		defer func() { _ = cache.Save() }()
-		lookup.Cache = cache
+		// The cache's own listing keeps what --gpus auto relies on
+		// (stopped GPU holders, the anchors); a plain full listing would
+		// let Save drop stopped holders.
+		lookup.Cache, lookup.List = cache, cache.List(api)
 	}
 	statuses, err := lookup.Status(ctx, inv)
 	if err != nil {
