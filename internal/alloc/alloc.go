@@ -17,7 +17,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/docker/cli/cli/command/formatter"
 
-	"github.com/perceptron/docker-perceptron/internal/claims"
+	"github.com/perceptron/docker-perceptron/internal/ledger"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
 )
 
@@ -40,7 +40,7 @@ type Allocator struct {
 	StateDir string
 	Now      func() time.Time
 	// LeaseTTL is how long a lease counts without renewal; 0 means
-	// claims.DefaultLeaseTTL. A claim renews its lease until released.
+	// ledger.DefaultLeaseTTL. A claim renews its lease until released.
 	LeaseTTL time.Duration
 	// Poll is how often a waiter looks again; 0 means one second.
 	Poll time.Duration
@@ -81,7 +81,7 @@ func (c *Claim) Release() error {
 			close(c.stop)
 			c.done.Wait()
 		}
-		err = claims.Release(c.dir, c.Token)
+		err = ledger.Release(c.dir, c.Token)
 	})
 	return err
 }
@@ -134,9 +134,9 @@ func (a *Allocator) claim(ctx context.Context, req Request, lease bool) (*Claim,
 	}
 	defer shutdown()
 
-	var ticket *claims.Ticket
+	var ticket *ledger.Ticket
 	if req.Wait {
-		if ticket, err = claims.Enqueue(a.StateDir); err != nil {
+		if ticket, err = ledger.Enqueue(a.StateDir); err != nil {
 			return nil, fmt.Errorf("cannot wait in line for GPUs: %w", err)
 		}
 		defer func() { _ = ticket.Leave() }()
@@ -175,11 +175,11 @@ func (e *waitingInLine) Error() string {
 }
 
 // attempt is one look under the lock: choose, and lease when asked to.
-func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request, ticket *claims.Ticket, lease bool) (*Claim, error) {
+func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request, ticket *ledger.Ticket, lease bool) (*Claim, error) {
 	var unlock func()
 	if lease {
 		var err error
-		if unlock, err = claims.Lock(ctx, a.StateDir); err != nil {
+		if unlock, err = ledger.Lock(ctx, a.StateDir); err != nil {
 			return nil, fmt.Errorf("cannot take the GPU lock in %s: %w", a.StateDir, err)
 		}
 		defer unlock()
@@ -203,11 +203,11 @@ func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request
 		return nil, err
 	}
 	now := a.Now()
-	leases, err := claims.ActiveLeases(a.StateDir, now)
+	leases, err := ledger.ActiveLeases(a.StateDir, now)
 	if err != nil {
 		return nil, err
 	}
-	leased := map[string]claims.Lease{}
+	leased := map[string]ledger.Lease{}
 	for _, l := range leases {
 		for _, u := range l.UUIDs {
 			leased[strings.ToUpper(u)] = l
@@ -242,10 +242,10 @@ func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request
 	}
 	ttl := a.LeaseTTL
 	if ttl == 0 {
-		ttl = claims.DefaultLeaseTTL
+		ttl = ledger.DefaultLeaseTTL
 	}
-	l := claims.NewLease(c.UUIDs(), now, ttl)
-	if err := claims.WriteLease(a.StateDir, l); err != nil {
+	l := ledger.NewLease(c.UUIDs(), now, ttl)
+	if err := ledger.WriteLease(a.StateDir, l); err != nil {
 		return nil, fmt.Errorf("cannot record the GPU claim: %w", err)
 	}
 	c.Token = l.Token
@@ -255,7 +255,7 @@ func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request
 
 // keepAlive renews the lease every third of its TTL until the claim is
 // released, so that a slow container creation (an image pull) keeps its GPUs.
-func (a *Allocator) keepAlive(c *Claim, l claims.Lease, ttl time.Duration) {
+func (a *Allocator) keepAlive(c *Claim, l ledger.Lease, ttl time.Duration) {
 	c.stop = make(chan struct{})
 	c.done.Add(1)
 	go func() {
@@ -275,17 +275,17 @@ func (a *Allocator) keepAlive(c *Claim, l claims.Lease, ttl time.Duration) {
 
 // renew replaces the lease with one that expires a TTL from now, under the
 // lock so that no other invocation sees the GPUs unclaimed in between.
-func (a *Allocator) renew(l claims.Lease, ttl time.Duration) error {
-	unlock, err := claims.Lock(context.Background(), a.StateDir)
+func (a *Allocator) renew(l ledger.Lease, ttl time.Duration) error {
+	unlock, err := ledger.Lock(context.Background(), a.StateDir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := claims.Release(a.StateDir, l.Token); err != nil {
+	if err := ledger.Release(a.StateDir, l.Token); err != nil {
 		return err
 	}
 	l.Expires = a.Now().Add(ttl)
-	return claims.WriteLease(a.StateDir, l)
+	return ledger.WriteLease(a.StateDir, l)
 }
 
 func deviceByIndex(devices []gpus.Device, i int) gpus.Device {
@@ -298,7 +298,7 @@ func deviceByIndex(devices []gpus.Device, i int) gpus.Device {
 }
 
 // describeHeld says in a phrase why a GPU is not free, naming its holders.
-func describeHeld(st gpus.GPUStatus, leased bool, l claims.Lease, why string) string {
+func describeHeld(st gpus.GPUStatus, leased bool, l ledger.Lease, why string) string {
 	var who []string
 	for _, h := range st.Holders {
 		who = append(who, describeHolder(h))

@@ -18,7 +18,7 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
-	"github.com/perceptron/docker-perceptron/internal/claims"
+	"github.com/perceptron/docker-perceptron/internal/ledger"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
 )
 
@@ -124,7 +124,7 @@ func TestPeekClaimsNothing(t *testing.T) {
 		assert.NilError(t, err)
 		assert.Check(t, is.Len(devices, 1))
 	}
-	leases, err := claims.ActiveLeases(a.StateDir, time.Now())
+	leases, err := ledger.ActiveLeases(a.StateDir, time.Now())
 	assert.NilError(t, err)
 	assert.Check(t, is.Len(leases, 0))
 }
@@ -212,9 +212,9 @@ func TestClaimWaitHonoursCancel(t *testing.T) {
 // A lease whose invocation is gone does not hold its GPU.
 func TestDeadLeaseIgnored(t *testing.T) {
 	a := newAllocator(t, fakeHost(1), &daemon{})
-	l := claims.NewLease([]string{"GPU-00000000-0000-0000-0000-000000000000"}, time.Now(), time.Hour)
+	l := ledger.NewLease([]string{"GPU-00000000-0000-0000-0000-000000000000"}, time.Now(), time.Hour)
 	l.PID = 1 << 22 // above pid_max: no such process
-	assert.NilError(t, claims.WriteLease(a.StateDir, l))
+	assert.NilError(t, ledger.WriteLease(a.StateDir, l))
 	c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: gpus.DefaultThresholds()})
 	assert.NilError(t, err)
 	assert.NilError(t, c.Release())
@@ -229,11 +229,11 @@ func TestLeaseRenewed(t *testing.T) {
 	c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: gpus.DefaultThresholds()})
 	assert.NilError(t, err)
 	time.Sleep(2500 * time.Millisecond)
-	leases, err := claims.ActiveLeases(a.StateDir, time.Now())
+	leases, err := ledger.ActiveLeases(a.StateDir, time.Now())
 	assert.NilError(t, err)
 	assert.Check(t, is.Len(leases, 1))
 	assert.NilError(t, c.Release())
-	leases, err = claims.ActiveLeases(a.StateDir, time.Now())
+	leases, err = ledger.ActiveLeases(a.StateDir, time.Now())
 	assert.NilError(t, err)
 	assert.Check(t, is.Len(leases, 0))
 }

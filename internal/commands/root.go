@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/perceptron/docker-perceptron/internal/alloc"
-	"github.com/perceptron/docker-perceptron/internal/claims"
+	"github.com/perceptron/docker-perceptron/internal/ledger"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/preflight"
 )
@@ -32,7 +32,7 @@ type Deps struct {
 	SystemPresets string
 	UserPresets   string
 	// StateDir holds the host-wide GPU lock, claim leases and queue; ""
-	// means claims.StateDir() (PERCEPTRON_STATE_DIR, or a default).
+	// means ledger.StateDir() (PERCEPTRON_STATE_DIR, or a default).
 	StateDir string
 	// CachePath is the user's cache of containers' GPU reservations.
 	CachePath string
@@ -70,7 +70,7 @@ func (d Deps) stateDir() string {
 	if d.StateDir != "" {
 		return d.StateDir
 	}
-	return claims.StateDir()
+	return ledger.StateDir()
 }
 
 // NewRootCommand returns the "perceptron" command with its subcommands.

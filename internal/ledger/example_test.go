@@ -1,10 +1,10 @@
-package claims_test
+package ledger_test
 
 import (
 	"context"
 	"time"
 
-	"github.com/perceptron/docker-perceptron/internal/claims"
+	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
 // The run command's claim, with --wait: queue, then under the lock see what
@@ -12,28 +12,28 @@ import (
 // and release the lease.
 func Example() {
 	ctx := context.Background()
-	dir := claims.StateDir()
+	dir := ledger.StateDir()
 
-	ticket, err := claims.Enqueue(dir)
+	ticket, err := ledger.Enqueue(dir)
 	if err != nil {
 		return
 	}
 	defer ticket.Leave()
 	for {
-		unlock, err := claims.Lock(ctx, dir)
+		unlock, err := ledger.Lock(ctx, dir)
 		if err != nil {
 			return
 		}
 		if head, _ := ticket.IsHead(); head {
-			leases, _ := claims.ActiveLeases(dir, time.Now())
+			leases, _ := ledger.ActiveLeases(dir, time.Now())
 			_ = leases // with containers' labels and the inventory: what is taken
 			chosen := []string{"GPU-…"}
 			if len(chosen) > 0 { // enough free
-				l := claims.NewLease(chosen, time.Now(), claims.DefaultLeaseTTL)
-				if err := claims.WriteLease(dir, l); err == nil {
+				l := ledger.NewLease(chosen, time.Now(), ledger.DefaultLeaseTTL)
+				if err := ledger.WriteLease(dir, l); err == nil {
 					ticket.Leave()
 					// docker create … --label …=l.Token, then:
-					claims.Release(dir, l.Token)
+					ledger.Release(dir, l.Token)
 				}
 				unlock()
 				return

@@ -1,4 +1,4 @@
-// Package claims keeps GPU claims consistent across every invocation of the
+// Package ledger keeps GPU claims consistent across every invocation of the
 // plugin on a host, by any user: a host-wide lock, short leases on GPUs chosen
 // for containers that do not exist yet, and a FIFO queue for those waiting for
 // GPUs to free up.
@@ -16,7 +16,7 @@
 // file's owner — and the directory's — can remove it).
 //
 // The directory must be local to the host: liveness is judged by PID.
-package claims
+package ledger
 
 import (
 	"errors"
