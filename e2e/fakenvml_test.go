@@ -7,15 +7,15 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 )
 
-// The fake NVML inventory is internal/gpus's own type (see gpus.FakeSpec),
+// The fake NVML inventory is internal/gpus's own type (see gpustest.Spec),
 // so the tests cannot drift from what the plugin reads.
 type (
-	FakeNVML    = gpus.FakeSpec
-	FakeGPU     = gpus.FakeGPU
-	FakeProcess = gpus.FakeProcess
+	FakeNVML    = gpustest.Spec
+	FakeGPU     = gpustest.GPU
+	FakeProcess = gpustest.Process
 )
 
 // sampleNVML returns an inventory of n idle 80 GB GPUs without NVLink, driver

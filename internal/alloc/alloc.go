@@ -17,8 +17,8 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/docker/cli/cli/command/formatter"
 
-	"github.com/perceptron/docker-perceptron/internal/ledger"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
 // Request is what a --gpus auto[:N] asks for.

@@ -18,8 +18,9 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
-	"github.com/perceptron/docker-perceptron/internal/ledger"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
+	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
 // daemon is a fake Docker daemon whose containers may hold GPUs by label.
@@ -61,24 +62,24 @@ func (d *daemon) removeAll() {
 	d.list = nil
 }
 
-func fakeHost(n int, busy ...int) gpus.FakeSpec {
-	spec := gpus.FakeSpec{DriverVersion: "580.95.05", CUDAVersion: "13.0"}
+func fakeHost(n int, busy ...int) gpustest.Spec {
+	spec := gpustest.Spec{DriverVersion: "580.95.05", CUDAVersion: "13.0"}
 	for i := range n {
-		g := gpus.FakeGPU{UUID: fmt.Sprintf("GPU-%08d-0000-0000-0000-000000000000", i), Name: "NVIDIA H100 80GB HBM3",
+		g := gpustest.GPU{UUID: fmt.Sprintf("GPU-%08d-0000-0000-0000-000000000000", i), Name: "NVIDIA H100 80GB HBM3",
 			PCIBusID: fmt.Sprintf("00000000:%02X:00.0", 0x18+i), MemoryTotalMiB: 81559}
 		if slices.Contains(busy, i) {
 			g.MemoryUsedMiB = 30000
-			g.Processes = []gpus.FakeProcess{{PID: 4242, UsedMemoryMiB: 30000}}
+			g.Processes = []gpustest.Process{{PID: 4242, UsedMemoryMiB: 30000}}
 		}
 		spec.GPUs = append(spec.GPUs, g)
 	}
 	return spec
 }
 
-func newAllocator(t *testing.T, spec gpus.FakeSpec, d *daemon) *Allocator {
+func newAllocator(t *testing.T, spec gpustest.Spec, d *daemon) *Allocator {
 	t.Helper()
 	return &Allocator{
-		NVML:     func() (nvml.Interface, error) { return gpus.NewFakeLibrary(spec), nil },
+		NVML:     func() (nvml.Interface, error) { return gpustest.NewLibrary(spec), nil },
 		Holders:  gpus.Lookup{API: d, ProcRoot: t.TempDir()},
 		StateDir: filepath.Join(t.TempDir(), "state"),
 		Now:      time.Now,

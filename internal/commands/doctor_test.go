@@ -23,20 +23,21 @@ import (
 	"gotest.tools/v3/golden"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 	"github.com/perceptron/docker-perceptron/internal/preflight"
 )
 
 // doctorSpec is eight H100s (driver 550.54.15, CUDA 12.4) with fixed UUIDs.
-func doctorSpec() gpus.FakeSpec {
-	spec := gpus.FakeSpec{DriverVersion: "550.54.15", CUDAVersion: "12.4"}
+func doctorSpec() gpustest.Spec {
+	spec := gpustest.Spec{DriverVersion: "550.54.15", CUDAVersion: "12.4"}
 	for i := range 8 {
-		spec.GPUs = append(spec.GPUs, gpus.FakeGPU{UUID: fmt.Sprintf("GPU-0000000%d-h100", i), Name: "NVIDIA H100 80GB HBM3", MemoryTotalMiB: 81559})
+		spec.GPUs = append(spec.GPUs, gpustest.GPU{UUID: fmt.Sprintf("GPU-0000000%d-h100", i), Name: "NVIDIA H100 80GB HBM3", MemoryTotalMiB: 81559})
 	}
 	return spec
 }
 
-func nvmlDeps(spec gpus.FakeSpec) Deps {
-	return Deps{NVML: func() (nvml.Interface, error) { return gpus.NewFakeLibrary(spec), nil }}
+func nvmlDeps(spec gpustest.Spec) Deps {
+	return Deps{NVML: func() (nvml.Interface, error) { return gpustest.NewLibrary(spec), nil }}
 }
 
 func TestLoadNVML(t *testing.T) {

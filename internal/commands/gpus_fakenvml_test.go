@@ -12,13 +12,14 @@ import (
 	"gotest.tools/v3/assert"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 )
 
 // TestGpusFakeNVML runs the command on the fakenvml build's OpenLibrary,
 // which rereads $PERCEPTRON_FAKE_NVML at each command.
 func TestGpusFakeNVML(t *testing.T) {
 	_, api, proc := gpusHost(t)
-	dockerCLI, out, _, deps := gpusCLI(t, gpus.FakeSpec{}, api, proc)
+	dockerCLI, out, _, deps := gpusCLI(t, gpustest.Spec{}, api, proc)
 	deps.NVML = gpus.OpenLibrary
 
 	t.Setenv(gpus.FakeNVMLEnv, "")

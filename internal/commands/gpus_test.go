@@ -22,6 +22,7 @@ import (
 	"gotest.tools/v3/golden"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 )
 
 // fakeContainerAPI is a Docker API that knows a few containers; the
@@ -78,10 +79,10 @@ func intPtr(n int) *int { return &n }
 // temperature cannot be read. "tensorboard", from an NGC image whose env says
 // NVIDIA_VISIBLE_DEVICES=all, runs under runc, the daemon's default: it
 // holds no GPU.
-func gpusHost(t *testing.T) (gpus.FakeSpec, *fakeContainerAPI, string) {
-	spec := gpus.FakeSpec{DriverVersion: "580.95.05", CUDAVersion: "13.0"}
+func gpusHost(t *testing.T) (gpustest.Spec, *fakeContainerAPI, string) {
+	spec := gpustest.Spec{DriverVersion: "580.95.05", CUDAVersion: "13.0"}
 	for i, bus := range []string{"00000000:18:00.0", "00000000:2A:00.0", "00000000:3A:00.0", "00000000:5D:00.0"} {
-		spec.GPUs = append(spec.GPUs, gpus.FakeGPU{
+		spec.GPUs = append(spec.GPUs, gpustest.GPU{
 			UUID:     fmt.Sprintf("GPU-%d%d%d%d%d%d%d%d-5f6a-7b8c-9d0e-1f2a3b4c5d6e", i, i, i, i, i, i, i, i),
 			Name:     "NVIDIA H100 80GB HBM3",
 			PCIBusID: bus, MemoryTotalMiB: 81559, TemperatureC: uint32(31 + i), PowerW: 70,
@@ -90,9 +91,9 @@ func gpusHost(t *testing.T) (gpus.FakeSpec, *fakeContainerAPI, string) {
 	}
 	spec.GPUs[0].Errors = map[string]string{"temperature": "ERROR_UNKNOWN"}
 	spec.GPUs[0].MemoryUsedMiB = 512
-	spec.GPUs[0].Processes = []gpus.FakeProcess{{PID: 555, UsedMemoryMiB: 500}}
+	spec.GPUs[0].Processes = []gpustest.Process{{PID: 555, UsedMemoryMiB: 500}}
 	spec.GPUs[1].MemoryUsedMiB, spec.GPUs[1].UtilizationPercent, spec.GPUs[1].PowerW = 40960, 98, 650
-	spec.GPUs[1].Processes = []gpus.FakeProcess{{PID: 4242, UsedMemoryMiB: 40000}}
+	spec.GPUs[1].Processes = []gpustest.Process{{PID: 4242, UsedMemoryMiB: 40000}}
 	spec.GPUs[3].MemoryUsedMiB = 600
 
 	proc := t.TempDir()
@@ -127,7 +128,7 @@ func gpusHost(t *testing.T) (gpus.FakeSpec, *fakeContainerAPI, string) {
 	return spec, api, proc
 }
 
-func gpusCLI(t *testing.T, spec gpus.FakeSpec, api client.APIClient, proc string) (command.Cli, *bytes.Buffer, *bytes.Buffer, Deps) {
+func gpusCLI(t *testing.T, spec gpustest.Spec, api client.APIClient, proc string) (command.Cli, *bytes.Buffer, *bytes.Buffer, Deps) {
 	t.Helper()
 	out, errOut := &bytes.Buffer{}, &bytes.Buffer{}
 	dockerCLI, err := command.NewDockerCli(
@@ -140,7 +141,7 @@ func gpusCLI(t *testing.T, spec gpus.FakeSpec, api client.APIClient, proc string
 	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock") // the fake API answers, not a daemon
 	assert.NilError(t, dockerCLI.Initialize(flags.NewClientOptions()))
 	deps := DefaultDeps()
-	deps.NVML = func() (nvml.Interface, error) { return gpus.NewFakeLibrary(spec), nil }
+	deps.NVML = func() (nvml.Interface, error) { return gpustest.NewLibrary(spec), nil }
 	deps.ProcRoot = proc
 	deps.CachePath = filepath.Join(t.TempDir(), "cache", "reservations.json")
 	return dockerCLI, out, errOut, deps
@@ -184,7 +185,7 @@ func TestGpusNoDriver(t *testing.T) {
 		{
 			name: "library not found",
 			nvml: func() (nvml.Interface, error) {
-				return gpus.NewFakeLibrary(gpus.FakeSpec{InitError: "ERROR_LIBRARY_NOT_FOUND"}), nil
+				return gpustest.NewLibrary(gpustest.Spec{InitError: "ERROR_LIBRARY_NOT_FOUND"}), nil
 			},
 			want: "NVIDIA driver not available: cannot load libnvidia-ml.so.1 (ERROR_LIBRARY_NOT_FOUND); check that the NVIDIA driver is installed and that nvidia-smi works",
 		},
@@ -197,7 +198,7 @@ func TestGpusNoDriver(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, api, proc := gpusHost(t)
-			dockerCLI, out, _, deps := gpusCLI(t, gpus.FakeSpec{}, api, proc)
+			dockerCLI, out, _, deps := gpusCLI(t, gpustest.Spec{}, api, proc)
 			deps.NVML = tc.nvml
 			err := runGpusCmd(t, dockerCLI, deps)
 			var status cli.StatusError

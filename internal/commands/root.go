@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/perceptron/docker-perceptron/internal/alloc"
-	"github.com/perceptron/docker-perceptron/internal/ledger"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/ledger"
 	"github.com/perceptron/docker-perceptron/internal/preflight"
 )
 

@@ -22,6 +22,7 @@ import (
 	"gotest.tools/v3/golden"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 )
 
 // testCLI returns a real docker CLI writing to buffers, and test deps whose
@@ -44,18 +45,18 @@ func testCLI(t *testing.T) (*command.DockerCli, *bytes.Buffer, *bytes.Buffer, De
 	deps.Now = func() time.Time { return time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC) }
 	deps.StateDir = filepath.Join(dir, "state")
 	deps.CachePath = filepath.Join(dir, "cache", "reservations.json")
-	deps.NVML = func() (nvml.Interface, error) { return gpus.NewFakeLibrary(testGPUs), nil }
+	deps.NVML = func() (nvml.Interface, error) { return gpustest.NewLibrary(testGPUs), nil }
 	deps.API = func(command.Cli) DockerAPI { return noContainers{} }
 	return dockerCLI, out, errOut, deps
 }
 
 // testGPUs are four idle GPUs in two NVLink pairs, and one busy one.
-var testGPUs = gpus.FakeSpec{
+var testGPUs = gpustest.Spec{
 	DriverVersion: "580.95.05", CUDAVersion: "13.0",
-	GPUs: []gpus.FakeGPU{
+	GPUs: []gpustest.GPU{
 		{UUID: "GPU-00000000-0000-0000-0000-000000000000", Name: "NVIDIA H100 80GB HBM3", PCIBusID: "00000000:18:00.0", MemoryTotalMiB: 81559, NVLinkPeers: []int{1}},
 		{UUID: "GPU-11111111-1111-1111-1111-111111111111", Name: "NVIDIA H100 80GB HBM3", PCIBusID: "00000000:2A:00.0", MemoryTotalMiB: 81559, NVLinkPeers: []int{0}},
-		{UUID: "GPU-22222222-2222-2222-2222-222222222222", Name: "NVIDIA H100 80GB HBM3", PCIBusID: "00000000:3A:00.0", MemoryTotalMiB: 81559, MemoryUsedMiB: 40000, Processes: []gpus.FakeProcess{{PID: 999999, UsedMemoryMiB: 40000}}, NVLinkPeers: []int{3}},
+		{UUID: "GPU-22222222-2222-2222-2222-222222222222", Name: "NVIDIA H100 80GB HBM3", PCIBusID: "00000000:3A:00.0", MemoryTotalMiB: 81559, MemoryUsedMiB: 40000, Processes: []gpustest.Process{{PID: 999999, UsedMemoryMiB: 40000}}, NVLinkPeers: []int{3}},
 		{UUID: "GPU-33333333-3333-3333-3333-333333333333", Name: "NVIDIA H100 80GB HBM3", PCIBusID: "00000000:5D:00.0", MemoryTotalMiB: 81559, NVLinkPeers: []int{2}},
 	},
 }
@@ -195,7 +196,7 @@ func TestRunGPUAutoRemoteDaemon(t *testing.T) {
 	t.Setenv("DOCKER_HOST", "tcp://192.0.2.10:2376") // TEST-NET-1: never reached
 	assert.NilError(t, dockerCLI.Initialize(flags.NewClientOptions()))
 	nvmlUsed := false
-	deps.NVML = func() (nvml.Interface, error) { nvmlUsed = true; return gpus.NewFakeLibrary(testGPUs), nil }
+	deps.NVML = func() (nvml.Interface, error) { nvmlUsed = true; return gpustest.NewLibrary(testGPUs), nil }
 	err := execute(t, dockerCLI, deps, "run", "--gpus", "auto", "img")
 	assert.ErrorContains(t, err, "--gpus auto chooses among this host's GPUs, but the Docker daemon is at tcp://192.0.2.10:2376")
 	assert.Check(t, !nvmlUsed, "NVML was read for a remote daemon")

@@ -9,32 +9,11 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 )
 
 func intPtr(n int) *int { return &n }
-
-// fourH100 is four NVLinked GPUs, GPU 1 busy.
-func fourH100() FakeSpec {
-	spec := FakeSpec{DriverVersion: "580.95.05", CUDAVersion: "13.0"}
-	for i := range 4 {
-		var peers []int
-		for j := range 4 {
-			if j != i {
-				peers = append(peers, j)
-			}
-		}
-		spec.GPUs = append(spec.GPUs, FakeGPU{
-			UUID:           "GPU-" + strings.Repeat(string(rune('a'+i)), 8) + "-1111-2222-3333-444455556666",
-			Name:           "NVIDIA H100 80GB HBM3",
-			PCIBusID:       []string{"00000000:18:00.0", "00000000:2A:00.0", "00000000:3A:00.0", "00000000:5D:00.0"}[i],
-			MemoryTotalMiB: 81559, TemperatureC: uint32(30 + i), PowerW: 70,
-			NUMANode: intPtr(i / 2), NVLinkPeers: peers,
-		})
-	}
-	spec.GPUs[1].MemoryUsedMiB, spec.GPUs[1].UtilizationPercent = 20480, 97
-	spec.GPUs[1].Processes = []FakeProcess{{PID: 4242, UsedMemoryMiB: 20000}}
-	return spec
-}
 
 func mustLoad(t *testing.T, lib nvml.Interface) Inventory {
 	t.Helper()
@@ -47,7 +26,7 @@ func mustLoad(t *testing.T, lib nvml.Interface) Inventory {
 }
 
 func TestReadInventory(t *testing.T) {
-	inv := mustLoad(t, NewFakeLibrary(fourH100()))
+	inv := mustLoad(t, gpustest.NewLibrary(gpustest.FourH100()))
 	assert.Equal(t, inv.DriverVersion, "580.95.05")
 	assert.Equal(t, inv.CUDAVersion, "13.0")
 	assert.Assert(t, is.Len(inv.Devices, 4))
@@ -64,17 +43,17 @@ func TestReadInventory(t *testing.T) {
 
 // The PCIe topology is NVML's common ancestor of each pair of GPUs.
 func TestReadInventoryPCIeTopology(t *testing.T) {
-	spec := fourH100()
+	spec := gpustest.FourH100()
 	spec.GPUs[0].PCIeSwitch, spec.GPUs[2].PCIeSwitch = "sw0", "sw0"
 	spec.GPUs[1].PCIeSwitch, spec.GPUs[3].PCIeSwitch = "sw1", "sw2"
-	inv := mustLoad(t, NewFakeLibrary(spec))
+	inv := mustLoad(t, gpustest.NewLibrary(spec))
 	assert.DeepEqual(t, inv.Devices[0].PCIePeers, []int{2})
 	assert.DeepEqual(t, inv.Devices[2].PCIePeers, []int{0})
 	assert.Check(t, is.Len(inv.Devices[1].PCIePeers, 0))
 	assert.Check(t, is.Len(inv.Devices[3].PCIePeers, 0))
 
 	spec.GPUs[1].Errors = map[string]string{"topology": "ERROR_NOT_SUPPORTED"}
-	inv = mustLoad(t, NewFakeLibrary(spec))
+	inv = mustLoad(t, gpustest.NewLibrary(spec))
 	assert.Check(t, !inv.Devices[1].Known("topology"))
 	assert.DeepEqual(t, inv.Devices[0].PCIePeers, []int{2}) // the others are still read
 }
@@ -132,7 +111,7 @@ func TestReadInventoryQueryErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			lib := NewFakeLibrary(fourH100())
+			lib := gpustest.NewLibrary(gpustest.FourH100())
 			h, _ := lib.DeviceGetHandleByIndex(1)
 			tc.override(h.(*mock.Device))
 			inv := mustLoad(t, lib)
@@ -151,9 +130,9 @@ func TestReadInventoryQueryErrors(t *testing.T) {
 }
 
 func TestReadInventoryHandleError(t *testing.T) {
-	spec := fourH100()
+	spec := gpustest.FourH100()
 	spec.GPUs[2].Errors = map[string]string{"handle": "ERROR_GPU_IS_LOST"}
-	inv := mustLoad(t, NewFakeLibrary(spec))
+	inv := mustLoad(t, gpustest.NewLibrary(spec))
 	d := inv.Devices[2]
 	assert.Equal(t, d.Index, 2)
 	assert.Equal(t, d.NUMANode, -1)
@@ -167,11 +146,11 @@ func TestReadInventoryHandleError(t *testing.T) {
 
 func TestReadInventoryNVSwitch(t *testing.T) {
 	// Eight GPUs, each with one link to each of four switches.
-	spec := FakeSpec{}
+	spec := gpustest.Spec{}
 	for i := range 8 {
-		spec.GPUs = append(spec.GPUs, FakeGPU{UUID: "GPU-" + string(rune('0'+i)), Name: "H100"})
+		spec.GPUs = append(spec.GPUs, gpustest.GPU{UUID: "GPU-" + string(rune('0'+i)), Name: "H100"})
 	}
-	lib := NewFakeLibrary(spec)
+	lib := gpustest.NewLibrary(spec)
 	for i := range 8 {
 		h, _ := lib.DeviceGetHandleByIndex(i)
 		d := h.(*mock.Device)
@@ -182,7 +161,7 @@ func TestReadInventoryNVSwitch(t *testing.T) {
 			return nvml.FEATURE_ENABLED, nvml.SUCCESS
 		}
 		d.GetNvLinkRemotePciInfoFunc = func(link int) (nvml.PciInfo, nvml.Return) {
-			return pciInfo([]string{"00000000:C5:00.0", "00000000:C6:00.0", "00000000:C7:00.0", "00000000:C8:00.0"}[link]), nvml.SUCCESS
+			return gpustest.PCIInfo([]string{"00000000:C5:00.0", "00000000:C6:00.0", "00000000:C7:00.0", "00000000:C8:00.0"}[link]), nvml.SUCCESS
 		}
 	}
 	inv := mustLoad(t, lib)
@@ -191,8 +170,8 @@ func TestReadInventoryNVSwitch(t *testing.T) {
 }
 
 func TestReadInventoryNUMAFallback(t *testing.T) {
-	spec := FakeSpec{GPUs: []FakeGPU{{UUID: "GPU-0", Name: "T4", PCIBusID: "00000000:3B:00.0"}, {UUID: "GPU-1", Name: "T4"}}}
-	lib := NewFakeLibrary(spec)
+	spec := gpustest.Spec{GPUs: []gpustest.GPU{{UUID: "GPU-0", Name: "T4", PCIBusID: "00000000:3B:00.0"}, {UUID: "GPU-1", Name: "T4"}}}
+	lib := gpustest.NewLibrary(spec)
 	_, err := Init(lib)
 	assert.NilError(t, err)
 	inv, err := readInventory(lib, func(bus string) (int, bool) { return 1, bus == "00000000:3B:00.0" })
@@ -228,7 +207,7 @@ func TestInitErrors(t *testing.T) {
 }
 
 func TestLoadShutsDown(t *testing.T) {
-	lib := NewFakeLibrary(fourH100()).(*mock.Interface)
+	lib := gpustest.NewLibrary(gpustest.FourH100()).(*mock.Interface)
 	inv, err := Load(lib)
 	assert.NilError(t, err)
 	assert.Check(t, is.Len(inv.Devices, 4))
@@ -239,7 +218,7 @@ func TestLoadShutsDown(t *testing.T) {
 func TestBusIDs(t *testing.T) {
 	assert.Equal(t, normalizeBusID("00000000:18:00.0"), "0000:18:00.0")
 	assert.Equal(t, normalizeBusID("0000:AB:00.0"), "0000:ab:00.0")
-	p := pciInfo("00000000:18:00.0")
+	p := gpustest.PCIInfo("00000000:18:00.0")
 	assert.Equal(t, busIDString(p.BusId[:]), "00000000:18:00.0")
 	assert.Equal(t, cudaVersionString(12040), "12.4")
 	assert.Equal(t, cudaVersionString(13000), "13.0")

@@ -14,6 +14,8 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	"gotest.tools/v3/assert"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 )
 
 // fakeDocker serves ContainerList and ContainerInspect from memory.
@@ -83,7 +85,7 @@ func TestStatus(t *testing.T) {
 		envAll  = id64('d') // paused, NVIDIA_VISIBLE_DEVICES=0
 		gone    = id64('e') // removed between list and inspect
 	)
-	inv := mustLoad(t, NewFakeLibrary(fourH100()))
+	inv := mustLoad(t, gpustest.NewLibrary(gpustest.FourH100()))
 	inv.Devices[1].Processes = append(inv.Devices[1].Processes, Process{PID: 4343}, Process{PID: 99})
 	inv.Devices[0].Processes = []Process{{PID: 555}}
 
@@ -132,7 +134,7 @@ func TestStatus(t *testing.T) {
 }
 
 func TestStatusWithoutDocker(t *testing.T) {
-	inv := mustLoad(t, NewFakeLibrary(fourH100()))
+	inv := mustLoad(t, gpustest.NewLibrary(gpustest.FourH100()))
 	got, err := Status(t.Context(), inv, nil, t.TempDir())
 	assert.NilError(t, err)
 	assert.Equal(t, got[0].State, StateFree)
@@ -141,7 +143,7 @@ func TestStatusWithoutDocker(t *testing.T) {
 }
 
 func TestStatusErrors(t *testing.T) {
-	inv := mustLoad(t, NewFakeLibrary(fourH100()))
+	inv := mustLoad(t, gpustest.NewLibrary(gpustest.FourH100()))
 	_, err := Status(t.Context(), inv, &fakeDocker{listErr: fmt.Errorf("daemon down")}, t.TempDir())
 	assert.ErrorContains(t, err, "cannot list containers: daemon down")
 }
@@ -226,7 +228,7 @@ func TestStatusRuntime(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			inv := mustLoad(t, NewFakeLibrary(fourH100()))
+			inv := mustLoad(t, gpustest.NewLibrary(gpustest.FourH100()))
 			docker := &fakeDocker{}
 			docker.add(id64('a'), "tf", container.StateRunning, nil, tc.ctr)
 			cache := MemoryCache{}
@@ -248,7 +250,7 @@ func TestStatusRuntime(t *testing.T) {
 // owner of its GPU process.
 func TestStatusUserFromProcess(t *testing.T) {
 	plain := id64('a')
-	inv := mustLoad(t, NewFakeLibrary(fourH100()))
+	inv := mustLoad(t, gpustest.NewLibrary(gpustest.FourH100()))
 	proc := t.TempDir()
 	writeProc(t, proc, 4242, plain, 0)
 	docker := &fakeDocker{}
@@ -262,7 +264,7 @@ func TestStatusUserFromProcess(t *testing.T) {
 // NVIDIA_VISIBLE_DEVICES into GPUs, are read again.
 func TestStatusOldCache(t *testing.T) {
 	ngc := id64('a')
-	inv := mustLoad(t, NewFakeLibrary(fourH100()))
+	inv := mustLoad(t, gpustest.NewLibrary(gpustest.FourH100()))
 	docker := &fakeDocker{}
 	docker.add(ngc, "tensorboard", container.StateRunning, nil, onRuntime("runc", inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all"}, nil, "")))
 	cache := MemoryCache{ngc: {All: true}}
@@ -275,10 +277,10 @@ func TestStatusOldCache(t *testing.T) {
 
 // Status and the selection share the thresholds.
 func TestStatusThresholds(t *testing.T) {
-	spec := fourH100()
+	spec := gpustest.FourH100()
 	spec.GPUs[2].MemoryUsedMiB = 600     // an idle CUDA context
 	spec.GPUs[3].UtilizationPercent = 30 // no process visible, but working
-	inv := mustLoad(t, NewFakeLibrary(spec))
+	inv := mustLoad(t, gpustest.NewLibrary(spec))
 	tests := []struct {
 		name string
 		t    *Thresholds

@@ -1,4 +1,4 @@
-package gpus
+package gpustest_test
 
 import (
 	"os"
@@ -6,6 +6,9 @@ import (
 	"testing"
 
 	"gotest.tools/v3/assert"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 )
 
 func TestLoadFakeSpec(t *testing.T) {
@@ -33,29 +36,29 @@ func TestLoadFakeSpec(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "nvml.json")
 			assert.NilError(t, os.WriteFile(path, []byte(tc.json), 0o600))
-			spec, err := LoadFakeSpec(path)
+			spec, err := gpustest.LoadSpec(path)
 			if tc.wantErr != "" {
 				assert.ErrorContains(t, err, tc.wantErr)
 				assert.ErrorContains(t, err, "fake NVML")
 				return
 			}
 			assert.NilError(t, err)
-			inv, err := Load(NewFakeLibrary(spec))
+			inv, err := gpus.Load(gpustest.NewLibrary(spec))
 			assert.NilError(t, err)
 			assert.Equal(t, len(inv.Devices), len(spec.GPUs))
 		})
 	}
-	_, err := LoadFakeSpec(filepath.Join(t.TempDir(), "missing.json"))
+	_, err := gpustest.LoadSpec(filepath.Join(t.TempDir(), "missing.json"))
 	assert.ErrorContains(t, err, "fake NVML: cannot read spec")
 }
 
 func TestFakeInitError(t *testing.T) {
-	_, err := Load(NewFakeLibrary(FakeSpec{InitError: "ERROR_LIBRARY_NOT_FOUND"}))
+	_, err := gpus.Load(gpustest.NewLibrary(gpustest.Spec{InitError: "ERROR_LIBRARY_NOT_FOUND"}))
 	assert.ErrorContains(t, err, "cannot load libnvidia-ml.so.1")
 }
 
 func TestFakeLookups(t *testing.T) {
-	lib := NewFakeLibrary(fourH100())
+	lib := gpustest.NewLibrary(gpustest.FourH100())
 	d, ret := lib.DeviceGetHandleByUUID("GPU-cccccccc-1111-2222-3333-444455556666")
 	assert.Equal(t, ret.Error(), "SUCCESS")
 	i, _ := d.GetIndex()

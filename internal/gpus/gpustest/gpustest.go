@@ -1,4 +1,4 @@
-package gpus
+package gpustest
 
 import (
 	"bytes"
@@ -14,20 +14,20 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 )
 
-// FakeSpec describes a host's GPUs for the fake NVML library (builds with
+// Spec describes a host's GPUs for the fake NVML library (builds with
 // the fakenvml tag, and unit tests). The JSON format is documented in
 // FAKE_NVML.md.
-type FakeSpec struct {
+type Spec struct {
 	DriverVersion string `json:"driver_version,omitempty"`
 	CUDAVersion   string `json:"cuda_version,omitempty"` // "13.0"
 	// InitError, an NVML return name such as "ERROR_LIBRARY_NOT_FOUND",
 	// makes Init fail: a host without a driver.
-	InitError string    `json:"init_error,omitempty"`
-	GPUs      []FakeGPU `json:"gpus"`
+	InitError string `json:"init_error,omitempty"`
+	GPUs      []GPU  `json:"gpus"`
 }
 
-// FakeGPU is one fake GPU; its index is its position in FakeSpec.GPUs.
-type FakeGPU struct {
+// GPU is one fake GPU; its index is its position in Spec.GPUs.
+type GPU struct {
 	UUID               string `json:"uuid"`
 	Name               string `json:"name"`
 	PCIBusID           string `json:"pci_bus_id,omitempty"`
@@ -43,39 +43,39 @@ type FakeGPU struct {
 	NVLinkPeers []int `json:"nvlink_peers,omitempty"`
 	// PCIeSwitch names the PCIe switch the GPU sits behind: GPUs with the
 	// same name share it (NVML's TOPOLOGY_SINGLE).
-	PCIeSwitch string        `json:"pcie_switch,omitempty"`
-	Processes  []FakeProcess `json:"processes,omitempty"`
+	PCIeSwitch string    `json:"pcie_switch,omitempty"`
+	Processes  []Process `json:"processes,omitempty"`
 	// Errors makes queries fail: query name (as in Device.Errors, or
 	// "handle") to NVML return name, e.g. {"temperature": "ERROR_UNKNOWN"}.
 	Errors map[string]string `json:"errors,omitempty"`
 }
 
-// FakeProcess is a compute process on a fake GPU.
-type FakeProcess struct {
+// Process is a compute process on a fake GPU.
+type Process struct {
 	PID           int    `json:"pid"`
 	UsedMemoryMiB uint64 `json:"used_memory_mib,omitempty"`
 }
 
-// LoadFakeSpec reads and checks a fake NVML spec file.
-func LoadFakeSpec(path string) (FakeSpec, error) {
+// LoadSpec reads and checks a fake NVML spec file.
+func LoadSpec(path string) (Spec, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return FakeSpec{}, fmt.Errorf("fake NVML: cannot read spec: %w", err)
+		return Spec{}, fmt.Errorf("fake NVML: cannot read spec: %w", err)
 	}
-	var spec FakeSpec
+	var spec Spec
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&spec); err != nil {
-		return FakeSpec{}, fmt.Errorf("fake NVML: invalid spec %s: %w", path, err)
+		return Spec{}, fmt.Errorf("fake NVML: invalid spec %s: %w", path, err)
 	}
 	if err := spec.Validate(); err != nil {
-		return FakeSpec{}, fmt.Errorf("fake NVML: invalid spec %s: %w", path, err)
+		return Spec{}, fmt.Errorf("fake NVML: invalid spec %s: %w", path, err)
 	}
 	return spec, nil
 }
 
 // Validate reports the first mistake in the spec.
-func (s FakeSpec) Validate() error {
+func (s Spec) Validate() error {
 	if _, err := cudaVersionInt(s.CUDAVersion); err != nil {
 		return err
 	}
@@ -100,10 +100,10 @@ func (s FakeSpec) Validate() error {
 	return nil
 }
 
-// NewFakeLibrary returns an NVML library that answers from spec, built on
-// go-nvml's mock package. Call Validate (or LoadFakeSpec) first: names it
+// NewLibrary returns an NVML library that answers from spec, built on
+// go-nvml's mock package. Call Validate (or LoadSpec) first: names it
 // does not know read as ERROR_UNKNOWN.
-func NewFakeLibrary(spec FakeSpec) nvml.Interface {
+func NewLibrary(spec Spec) nvml.Interface {
 	devs := make([]*mock.Device, len(spec.GPUs))
 	for i := range spec.GPUs {
 		devs[i] = newFakeDevice(spec, i)
@@ -158,12 +158,12 @@ func NewFakeLibrary(spec FakeSpec) nvml.Interface {
 			return lookup(func(i int) bool { return spec.GPUs[i].UUID == s })
 		},
 		DeviceGetHandleByPciBusIdFunc: func(s string) (nvml.Device, nvml.Return) {
-			return lookup(func(i int) bool { return normalizeBusID(fakeBusID(spec, i)) == normalizeBusID(s) })
+			return lookup(func(i int) bool { return sameBus(fakeBusID(spec, i), s) })
 		},
 	}
 }
 
-func newFakeDevice(spec FakeSpec, i int) *mock.Device {
+func newFakeDevice(spec Spec, i int) *mock.Device {
 	g := spec.GPUs[i]
 	// answer returns v, or the error the spec sets for query q.
 	answer := func(q string) nvml.Return {
@@ -177,7 +177,7 @@ func newFakeDevice(spec FakeSpec, i int) *mock.Device {
 		GetUUIDFunc:  func() (string, nvml.Return) { return g.UUID, answer("uuid") },
 		GetNameFunc:  func() (string, nvml.Return) { return g.Name, answer("name") },
 		GetPciInfoFunc: func() (nvml.PciInfo, nvml.Return) {
-			return pciInfo(fakeBusID(spec, i)), answer("pci")
+			return PCIInfo(fakeBusID(spec, i)), answer("pci")
 		},
 		GetMemoryInfoFunc: func() (nvml.Memory, nvml.Return) {
 			total, used := g.MemoryTotalMiB*mib, g.MemoryUsedMiB*mib
@@ -232,14 +232,14 @@ func newFakeDevice(spec FakeSpec, i int) *mock.Device {
 			if link < 0 || link >= len(g.NVLinkPeers) {
 				return nvml.PciInfo{}, nvml.ERROR_INVALID_ARGUMENT
 			}
-			return pciInfo(fakeBusID(spec, g.NVLinkPeers[link])), answer("nvlink")
+			return PCIInfo(fakeBusID(spec, g.NVLinkPeers[link])), answer("nvlink")
 		},
 	}
 }
 
 // fakeTopology is the common ancestor of two fake GPUs: their switch, else
 // their NUMA node, else the system.
-func fakeTopology(a, b FakeGPU) nvml.GpuTopologyLevel {
+func fakeTopology(a, b GPU) nvml.GpuTopologyLevel {
 	switch {
 	case a.PCIeSwitch != "" && a.PCIeSwitch == b.PCIeSwitch:
 		return nvml.TOPOLOGY_SINGLE
@@ -250,14 +250,14 @@ func fakeTopology(a, b FakeGPU) nvml.GpuTopologyLevel {
 }
 
 // fakeBusID is the GPU's pci_bus_id, or one made up from its index.
-func fakeBusID(spec FakeSpec, i int) string {
+func fakeBusID(spec Spec, i int) string {
 	if id := spec.GPUs[i].PCIBusID; id != "" {
 		return id
 	}
 	return fmt.Sprintf("00000000:%02X:00.0", i+1)
 }
 
-func fakeFailure(g FakeGPU, query string) (nvml.Return, bool) {
+func fakeFailure(g GPU, query string) (nvml.Return, bool) {
 	name, ok := g.Errors[query]
 	if !ok {
 		return nvml.SUCCESS, false
@@ -269,7 +269,19 @@ func fakeFailure(g FakeGPU, query string) (nvml.Return, bool) {
 	return ret, ret != nvml.SUCCESS
 }
 
-func pciInfo(busID string) nvml.PciInfo {
+// mib is a mebibyte, NVML's memory unit being the byte.
+const mib = 1 << 20
+
+// sameBus compares PCI bus ids whatever their domain width: NVML writes
+// "00000000:18:00.0", sysfs "0000:18:00.0".
+func sameBus(a, b string) bool {
+	_, ra, _ := strings.Cut(a, ":")
+	_, rb, _ := strings.Cut(b, ":")
+	return ra != "" && strings.EqualFold(ra, rb)
+}
+
+// PCIInfo is the nvml.PciInfo of a bus id, as NVML fills it.
+func PCIInfo(busID string) nvml.PciInfo {
 	var p nvml.PciInfo
 	for i := 0; i < len(busID) && i < len(p.BusId)-1; i++ {
 		p.BusId[i] = int8(busID[i])
@@ -321,4 +333,29 @@ func returnByName(name string) (nvml.Return, error) {
 		return r, nil
 	}
 	return nvml.ERROR_UNKNOWN, fmt.Errorf("unknown NVML return %q (e.g. ERROR_UNKNOWN, ERROR_NOT_SUPPORTED)", name)
+}
+
+// FourH100 is a fixture: four NVLinked H100s on two NUMA nodes, GPU 1
+// busy with process 4242.
+func FourH100() Spec {
+	spec := Spec{DriverVersion: "580.95.05", CUDAVersion: "13.0"}
+	for i := range 4 {
+		var peers []int
+		for j := range 4 {
+			if j != i {
+				peers = append(peers, j)
+			}
+		}
+		numa := i / 2
+		spec.GPUs = append(spec.GPUs, GPU{
+			UUID:           "GPU-" + strings.Repeat(string(rune('a'+i)), 8) + "-1111-2222-3333-444455556666",
+			Name:           "NVIDIA H100 80GB HBM3",
+			PCIBusID:       []string{"00000000:18:00.0", "00000000:2A:00.0", "00000000:3A:00.0", "00000000:5D:00.0"}[i],
+			MemoryTotalMiB: 81559, TemperatureC: uint32(30 + i), PowerW: 70,
+			NUMANode: &numa, NVLinkPeers: peers,
+		})
+	}
+	spec.GPUs[1].MemoryUsedMiB, spec.GPUs[1].UtilizationPercent = 20480, 97
+	spec.GPUs[1].Processes = []Process{{PID: 4242, UsedMemoryMiB: 20000}}
+	return spec
 }
