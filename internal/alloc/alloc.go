@@ -1,30 +1,31 @@
-// Package alloc claims free GPUs for a container about to be created: under
-// a host-wide lock it reads the GPU inventory, who holds each GPU (processes,
-// containers, and other invocations' leases), chooses the best free set and
-// records a lease on it that lasts until the container exists and carries
-// the claim itself.
+// Package alloc answers "why was GPU 2 (not) given to me?": the one rule of
+// a free GPU (Assess), the choice among free GPUs (Choose: topology,
+// fragmentation, load) and the claim. Under the host-wide lock of
+// internal/ledger a claim reads the GPU inventory, who holds each GPU
+// (internal/holders) and the other invocations' leases, chooses the best free
+// set and records a lease on it, renewed until the container exists and
+// carries the claim itself.
 package alloc
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
-	"github.com/docker/cli/cli/command/formatter"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/holders"
 	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
 // Request is what a --gpus auto[:N] asks for.
 type Request struct {
 	Count      int
-	Thresholds gpus.Thresholds
+	Thresholds Thresholds
 	// Wait: when too few GPUs are free, wait in line (FIFO among the host's
 	// waiters) until they are, or until ctx is done.
 	Wait bool
@@ -35,7 +36,7 @@ type Allocator struct {
 	// NVML returns the NVML library; the Allocator initialises it once.
 	NVML func() (nvml.Interface, error)
 	// Holders finds who holds the GPUs (processes and containers).
-	Holders gpus.Lookup
+	Holders holders.Finder
 	// StateDir holds the lock, the leases and the queue.
 	StateDir string
 	Now      func() time.Time
@@ -86,6 +87,9 @@ func (c *Claim) Release() error {
 	return err
 }
 
+// ErrNotEnough is matched (errors.Is) by every NotEnoughError.
+var ErrNotEnough = errors.New("not enough free GPUs")
+
 // NotEnoughError says how many GPUs were asked for, how many are free, and
 // who holds the others.
 type NotEnoughError struct {
@@ -103,6 +107,26 @@ func (e *NotEnoughError) Error() string {
 	}
 	return msg
 }
+
+// Is makes errors.Is(err, ErrNotEnough) true.
+func (e *NotEnoughError) Is(target error) bool { return target == ErrNotEnough }
+
+// StoppedError ends a claim whose context was done (Ctrl-C, the --wait
+// limit), whatever step it was at.
+type StoppedError struct{ Cause error }
+
+func (e *StoppedError) Error() string {
+	why := e.Cause.Error()
+	switch {
+	case errors.Is(e.Cause, context.DeadlineExceeded):
+		why = "the time limit passed"
+	case errors.Is(e.Cause, context.Canceled):
+		why = "interrupted"
+	}
+	return "stopped waiting for GPUs: " + why
+}
+
+func (e *StoppedError) Unwrap() error { return e.Cause }
 
 // Claim chooses req.Count free GPUs and leases them. Without req.Wait it
 // fails with a *NotEnoughError when too few are free.
@@ -144,12 +168,15 @@ func (a *Allocator) claim(ctx context.Context, req Request, lease bool) (*Claim,
 	lastNote := ""
 	for {
 		c, err := a.attempt(ctx, lib, req, ticket, lease)
-		var notEnough *NotEnoughError
 		var inLine *waitingInLine
 		switch {
 		case err == nil:
 			return c, nil
-		case !req.Wait, !errors.As(err, &notEnough) && !errors.As(err, &inLine):
+		case ctx.Err() != nil:
+			// The lock, a container list or the daemon was interrupted:
+			// the same words whatever the step.
+			return nil, &StoppedError{Cause: context.Cause(ctx)}
+		case !req.Wait, !errors.Is(err, ErrNotEnough) && !errors.As(err, &inLine):
 			return nil, err
 		}
 		if note := "waiting for GPUs: " + err.Error(); note != lastNote && a.Waiting != nil {
@@ -162,7 +189,7 @@ func (a *Allocator) claim(ctx context.Context, req Request, lease bool) (*Claim,
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("stopped waiting for GPUs: %w", context.Cause(ctx))
+			return nil, &StoppedError{Cause: context.Cause(ctx)}
 		case <-time.After(poll):
 		}
 	}
@@ -198,7 +225,7 @@ func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request
 	if err != nil {
 		return nil, err
 	}
-	status, err := a.Holders.Status(ctx, inv)
+	held, err := a.Holders.Find(ctx, inv)
 	if err != nil {
 		return nil, err
 	}
@@ -207,29 +234,7 @@ func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request
 	if err != nil {
 		return nil, err
 	}
-	leased := map[string]ledger.Lease{}
-	for _, l := range leases {
-		for _, u := range l.UUIDs {
-			leased[strings.ToUpper(u)] = l
-		}
-	}
-
-	var candidates []int
-	var held []string
-	for _, st := range status {
-		l, isLeased := leased[strings.ToUpper(st.UUID)]
-		reserved := isLeased || st.State == gpus.StateReserved || st.State == gpus.StateBusyReserved
-		ok, why := gpus.Candidate(st.Device, reserved, req.Thresholds)
-		if ok {
-			candidates = append(candidates, st.Index)
-			continue
-		}
-		held = append(held, describeHeld(st, isLeased, l, why))
-	}
-	if len(candidates) < req.Count {
-		return nil, &NotEnoughError{Asked: req.Count, Free: len(candidates), Total: len(inv.Devices), Held: held}
-	}
-	chosen, err := gpus.Choose(inv.Devices, candidates, req.Count)
+	chosen, err := choose(inv, Assess(inv, held, leases, req.Thresholds), req.Count)
 	if err != nil {
 		return nil, err
 	}
@@ -251,6 +256,23 @@ func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request
 	c.Token = l.Token
 	a.keepAlive(c, l, ttl)
 	return c, nil
+}
+
+// choose picks count of the free GPUs, or says who holds the others.
+func choose(inv gpus.Inventory, assessed []Assessment, count int) ([]int, error) {
+	var free []int
+	var held []string
+	for _, g := range assessed {
+		if g.Free() {
+			free = append(free, g.Index)
+		} else {
+			held = append(held, g.Describe())
+		}
+	}
+	if len(free) < count {
+		return nil, &NotEnoughError{Asked: count, Free: len(free), Total: len(inv.Devices), Held: held}
+	}
+	return Choose(inv.Devices, free, count)
 }
 
 // keepAlive renews the lease every third of its TTL until the claim is
@@ -281,11 +303,7 @@ func (a *Allocator) renew(l ledger.Lease, ttl time.Duration) error {
 		return err
 	}
 	defer unlock()
-	if err := ledger.Release(a.StateDir, l.Token); err != nil {
-		return err
-	}
-	l.Expires = a.Now().Add(ttl)
-	return ledger.WriteLease(a.StateDir, l)
+	return ledger.Renew(a.StateDir, l, a.Now().Add(ttl))
 }
 
 func deviceByIndex(devices []gpus.Device, i int) gpus.Device {
@@ -295,38 +313,4 @@ func deviceByIndex(devices []gpus.Device, i int) gpus.Device {
 		}
 	}
 	return gpus.Device{Index: i}
-}
-
-// describeHeld says in a phrase why a GPU is not free, naming its holders.
-func describeHeld(st gpus.GPUStatus, leased bool, l ledger.Lease, why string) string {
-	var who []string
-	for _, h := range st.Holders {
-		who = append(who, describeHolder(h))
-	}
-	if leased {
-		who = append(who, fmt.Sprintf("a docker perceptron of %s creating its container (pid %d)", gpus.UserName(strconv.Itoa(l.UID)), l.PID))
-	}
-	if len(who) == 0 {
-		return fmt.Sprintf("GPU %d: %s", st.Index, why)
-	}
-	return fmt.Sprintf("GPU %d held by %s", st.Index, strings.Join(who, ", "))
-}
-
-func describeHolder(h gpus.Holder) string {
-	var s string
-	switch {
-	case h.ContainerName != "":
-		s = "container " + h.ContainerName
-	case h.ContainerID != "":
-		s = "container " + formatter.TruncateID(h.ContainerID)
-	default:
-		s = "host process"
-		if len(h.PIDs) > 0 {
-			s += fmt.Sprintf(" %d", h.PIDs[0])
-		}
-	}
-	if h.User != "" {
-		s += " (" + h.User + ")"
-	}
-	return s
 }

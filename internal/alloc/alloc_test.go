@@ -18,8 +18,9 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
-	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
+	"github.com/perceptron/docker-perceptron/internal/holders"
+	"github.com/perceptron/docker-perceptron/internal/labels"
 	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
@@ -52,7 +53,7 @@ func (d *daemon) create(name, user string, uuids []string) {
 	}
 	d.list = append(d.list, container.Summary{
 		ID: fmt.Sprintf("%064d", len(d.list)+1), Names: []string{"/" + name}, State: container.StateRunning,
-		Labels: map[string]string{gpus.LabelUser: user, gpus.LabelGPUs: list},
+		Labels: map[string]string{labels.User: user, labels.GPUs: list},
 	})
 }
 
@@ -80,7 +81,7 @@ func newAllocator(t *testing.T, spec gpustest.Spec, d *daemon) *Allocator {
 	t.Helper()
 	return &Allocator{
 		NVML:     func() (nvml.Interface, error) { return gpustest.NewLibrary(spec), nil },
-		Holders:  gpus.Lookup{API: d, ProcRoot: t.TempDir()},
+		Holders:  holders.Finder{API: d, ProcRoot: t.TempDir()},
 		StateDir: filepath.Join(t.TempDir(), "state"),
 		Now:      time.Now,
 		Poll:     10 * time.Millisecond,
@@ -92,36 +93,36 @@ func TestClaimSkipsHeldGPUs(t *testing.T) {
 	a := newAllocator(t, fakeHost(4, 1), d)
 	d.create("train-bob", "bob", []string{"GPU-00000000-0000-0000-0000-000000000000"})
 
-	c, err := a.Claim(t.Context(), Request{Count: 2, Thresholds: gpus.DefaultThresholds()})
+	c, err := a.Claim(t.Context(), Request{Count: 2, Thresholds: DefaultThresholds()})
 	assert.NilError(t, err)
 	defer c.Release()
 	assert.DeepEqual(t, c.UUIDs(), []string{"GPU-00000002-0000-0000-0000-000000000000", "GPU-00000003-0000-0000-0000-000000000000"})
 
 	// The lease counts until the container exists: nothing is left.
-	_, err = a.Claim(t.Context(), Request{Count: 1, Thresholds: gpus.DefaultThresholds()})
+	_, err = a.Claim(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds()})
 	var notEnough *NotEnoughError
 	assert.Assert(t, errors.As(err, &notEnough), "%v", err)
 	assert.Check(t, is.Equal(notEnough.Free, 0))
 	assert.Check(t, is.ErrorContains(err, "not enough free GPUs: 1 asked for, 0 free; GPU 0 held by container train-bob (bob); GPU 1 held by host process 4242"))
-	assert.Check(t, is.ErrorContains(err, "GPU 2 held by a docker perceptron of "+gpus.UserName(strconv.Itoa(os.Geteuid()))+" creating its container (pid "))
+	assert.Check(t, is.ErrorContains(err, "GPU 2 held by a docker perceptron of "+holders.UserName(strconv.Itoa(os.Geteuid()))+" creating its container (pid "))
 
 	// Released: free again.
 	assert.NilError(t, c.Release())
-	c2, err := a.Claim(t.Context(), Request{Count: 2, Thresholds: gpus.DefaultThresholds()})
+	c2, err := a.Claim(t.Context(), Request{Count: 2, Thresholds: DefaultThresholds()})
 	assert.NilError(t, err)
 	assert.NilError(t, c2.Release())
 }
 
 func TestClaimMoreThanTheHostHas(t *testing.T) {
 	a := newAllocator(t, fakeHost(2), &daemon{})
-	_, err := a.Claim(t.Context(), Request{Count: 3, Thresholds: gpus.DefaultThresholds()})
+	_, err := a.Claim(t.Context(), Request{Count: 3, Thresholds: DefaultThresholds()})
 	assert.Error(t, err, "not enough free GPUs: 3 asked for, 2 free (this host has 2)")
 }
 
 func TestPeekClaimsNothing(t *testing.T) {
 	a := newAllocator(t, fakeHost(1), &daemon{})
 	for range 2 {
-		devices, err := a.Peek(t.Context(), Request{Count: 1, Thresholds: gpus.DefaultThresholds()})
+		devices, err := a.Peek(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds()})
 		assert.NilError(t, err)
 		assert.Check(t, is.Len(devices, 1))
 	}
@@ -141,7 +142,7 @@ func TestClaimConcurrent(t *testing.T) {
 			var wg sync.WaitGroup
 			for range 12 {
 				wg.Go(func() {
-					c, err := a.Claim(context.Background(), Request{Count: 1, Thresholds: gpus.DefaultThresholds()})
+					c, err := a.Claim(context.Background(), Request{Count: 1, Thresholds: DefaultThresholds()})
 					mu.Lock()
 					defer mu.Unlock()
 					if err != nil {
@@ -168,7 +169,7 @@ func TestClaimWaitsForRelease(t *testing.T) {
 	var mu sync.Mutex
 	a.Waiting = func(s string) { mu.Lock(); notes = append(notes, s); mu.Unlock() }
 
-	first, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: gpus.DefaultThresholds()})
+	first, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds()})
 	assert.NilError(t, err)
 	// The first container now exists and carries the claim.
 	d.create("first", "alice", first.UUIDs())
@@ -176,7 +177,7 @@ func TestClaimWaitsForRelease(t *testing.T) {
 
 	got := make(chan error, 1)
 	go func() {
-		c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: gpus.DefaultThresholds(), Wait: true})
+		c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds(), Wait: true})
 		if err == nil {
 			err = c.Release()
 		}
@@ -206,8 +207,10 @@ func TestClaimWaitHonoursCancel(t *testing.T) {
 	d.create("holder", "alice", []string{"GPU-00000000-0000-0000-0000-000000000000"})
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	_, err := a.Claim(ctx, Request{Count: 1, Thresholds: gpus.DefaultThresholds(), Wait: true})
-	assert.ErrorContains(t, err, "stopped waiting for GPUs: context deadline exceeded")
+	_, err := a.Claim(ctx, Request{Count: 1, Thresholds: DefaultThresholds(), Wait: true})
+	var stopped *StoppedError
+	assert.Check(t, errors.As(err, &stopped), "%v", err)
+	assert.Error(t, err, "stopped waiting for GPUs: the time limit passed")
 }
 
 // A lease whose invocation is gone does not hold its GPU.
@@ -216,7 +219,7 @@ func TestDeadLeaseIgnored(t *testing.T) {
 	l := ledger.NewLease([]string{"GPU-00000000-0000-0000-0000-000000000000"}, time.Now(), time.Hour)
 	l.PID = 1 << 22 // above pid_max: no such process
 	assert.NilError(t, ledger.WriteLease(a.StateDir, l))
-	c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: gpus.DefaultThresholds()})
+	c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds()})
 	assert.NilError(t, err)
 	assert.NilError(t, c.Release())
 }
@@ -227,7 +230,7 @@ func TestLeaseRenewed(t *testing.T) {
 	// Renewed every third of the TTL: after 2.5 TTLs it still counts only
 	// if it was renewed. The margins are wide for a loaded machine.
 	a.LeaseTTL = time.Second
-	c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: gpus.DefaultThresholds()})
+	c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds()})
 	assert.NilError(t, err)
 	time.Sleep(2500 * time.Millisecond)
 	leases, err := ledger.ActiveLeases(a.StateDir, time.Now())
@@ -239,20 +242,96 @@ func TestLeaseRenewed(t *testing.T) {
 	assert.Check(t, is.Len(leases, 0))
 }
 
-func TestFileCache(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sub", "reservations.json")
-	c := OpenFileCache(path)
-	c.Put("a", gpus.Reservation{User: "alice", GPUs: []string{"0"}})
-	c.Put("b", gpus.Reservation{})
-	assert.NilError(t, c.Save())
+// Whatever step the deadline or Ctrl-C interrupts (here: taking the lock
+// that another invocation holds), the claim ends with the same words.
+func TestClaimStopsTheSameWayAtEveryStep(t *testing.T) {
+	for _, wait := range []bool{true, false} {
+		t.Run(fmt.Sprint("wait=", wait), func(t *testing.T) {
+			a := newAllocator(t, fakeHost(1), &daemon{})
+			unlock, err := ledger.Lock(t.Context(), a.StateDir)
+			assert.NilError(t, err)
+			defer unlock()
+			ctx, cancel := context.WithTimeout(t.Context(), 150*time.Millisecond)
+			defer cancel()
+			_, err = a.Claim(ctx, Request{Count: 1, Thresholds: DefaultThresholds(), Wait: wait})
+			assert.Error(t, err, "stopped waiting for GPUs: the time limit passed")
 
-	c = OpenFileCache(path)
-	r, ok := c.Get("a")
-	assert.Check(t, ok)
-	assert.Check(t, is.DeepEqual(r, gpus.Reservation{User: "alice", GPUs: []string{"0"}}))
-	assert.NilError(t, c.Save()) // "b" was not looked up: gone
+			ctx, cancel = context.WithCancel(t.Context())
+			time.AfterFunc(100*time.Millisecond, cancel)
+			_, err = a.Claim(ctx, Request{Count: 1, Thresholds: DefaultThresholds(), Wait: wait})
+			assert.Error(t, err, "stopped waiting for GPUs: interrupted")
+		})
+	}
+}
 
-	c = OpenFileCache(path)
-	_, ok = c.Get("b")
-	assert.Check(t, !ok)
+// Waiters are served in the order they came: a later waiter does not take
+// a free GPU while an earlier one is in line, and gets it once that one
+// has left.
+func TestClaimWaitIsFIFO(t *testing.T) {
+	a := newAllocator(t, fakeHost(1), &daemon{})
+	var notes []string
+	var mu sync.Mutex
+	a.Waiting = func(s string) { mu.Lock(); notes = append(notes, s); mu.Unlock() }
+	earlier, err := ledger.Enqueue(a.StateDir) // this process: alive
+	assert.NilError(t, err)
+
+	got := make(chan error, 1)
+	go func() {
+		c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds(), Wait: true})
+		if err == nil {
+			err = c.Release()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("a later waiter was served before an earlier one: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	assert.NilError(t, earlier.Leave())
+	select {
+	case err := <-got:
+		assert.NilError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter was not served once the line was empty")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Assert(t, len(notes) > 0)
+	assert.Check(t, is.Equal(notes[0], "waiting for GPUs: 1 earlier request(s) in line on this host"))
+}
+
+// The lease is renewed under the host lock: while another invocation holds
+// the lock, the renewal waits and the lease runs out; once the lock is
+// free, the renewal records it again.
+func TestLeaseRenewedUnderLock(t *testing.T) {
+	a := newAllocator(t, fakeHost(1), &daemon{})
+	a.LeaseTTL = 300 * time.Millisecond // renewed every 100 ms
+	c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds()})
+	assert.NilError(t, err)
+	defer c.Release()
+
+	unlock, err := ledger.Lock(t.Context(), a.StateDir)
+	assert.NilError(t, err)
+	// Look twice, between renewal ticks: a renewal replaces the lease file,
+	// and a look at that very moment could miss it.
+	for _, wait := range []time.Duration{930 * time.Millisecond, 40 * time.Millisecond} {
+		time.Sleep(wait)
+		leases, err := ledger.ActiveLeases(a.StateDir, time.Now())
+		assert.NilError(t, err)
+		assert.Check(t, is.Len(leases, 0), "the lease was renewed while another invocation held the lock")
+	}
+	unlock()
+
+	deadline := time.Now().Add(5 * time.Second)
+	var leases []ledger.Lease
+	for {
+		leases, err = ledger.ActiveLeases(a.StateDir, time.Now())
+		assert.NilError(t, err)
+		if len(leases) == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	assert.Check(t, is.Len(leases, 1), "the lease was not renewed once the lock was free")
 }

@@ -20,16 +20,16 @@ import (
 func TestGpusFakeNVML(t *testing.T) {
 	_, api, proc := gpusHost(t)
 	dockerCLI, out, _, deps := gpusCLI(t, gpustest.Spec{}, api, proc)
-	deps.NVML = gpus.OpenLibrary
+	deps.NVML = openNVML
 
-	t.Setenv(gpus.FakeNVMLEnv, "")
+	t.Setenv(gpustest.FakeNVMLEnv, "")
 	err := runGpusCmd(t, dockerCLI, deps)
 	var status cli.StatusError
 	assert.Assert(t, errors.As(err, &status))
 	assert.ErrorContains(t, err, "PERCEPTRON_FAKE_NVML is not set")
 
 	path := filepath.Join(t.TempDir(), "nvml.json")
-	t.Setenv(gpus.FakeNVMLEnv, path)
+	t.Setenv(gpustest.FakeNVMLEnv, path)
 	err = runGpusCmd(t, dockerCLI, deps)
 	assert.ErrorContains(t, err, "fake NVML: cannot read spec")
 

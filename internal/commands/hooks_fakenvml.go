@@ -5,7 +5,15 @@ package commands
 import (
 	"os"
 	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 )
+
+// openNVML opens the fake NVML that $PERCEPTRON_FAKE_NVML describes: test
+// builds (fakenvml tag) only.
+func openNVML() (nvml.Interface, error) { return gpustest.OpenLibrary() }
 
 // afterClaimHook pauses between the GPU claim and the container's creation
 // for PERCEPTRON_TEST_PAUSE_AFTER_CLAIM (a duration), so that the end-to-end

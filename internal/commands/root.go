@@ -46,7 +46,7 @@ type Deps struct {
 // DefaultDeps returns the dependencies used by the installed plugin.
 func DefaultDeps() Deps {
 	return Deps{
-		NVML:          gpus.OpenLibrary,
+		NVML:          openNVML,
 		API:           func(c command.Cli) DockerAPI { return c.Client() },
 		ProcRoot:      "/proc",
 		SystemPresets: "/etc/docker/perceptron/presets.yaml",

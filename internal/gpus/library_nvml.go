@@ -1,4 +1,4 @@
-//go:build linux && cgo && !fakenvml
+//go:build linux && cgo
 
 package gpus
 

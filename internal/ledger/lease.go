@@ -151,6 +151,17 @@ func Release(dir, token string) error {
 	return nil
 }
 
+// Renew replaces lease l in dir with one that expires at expires. Call it
+// under Lock, so that no other invocation sees the GPUs unclaimed in
+// between.
+func Renew(dir string, l Lease, expires time.Time) error {
+	if err := Release(dir, l.Token); err != nil {
+		return err
+	}
+	l.Expires = expires
+	return WriteLease(dir, l)
+}
+
 func leaseName(token string) string { return leasePrefix + token + leaseSuffix }
 
 // validToken accepts 1 to 64 letters, digits, '-' and '_': safe in a file name.

@@ -1,4 +1,4 @@
-package gpus
+package holders
 
 import (
 	"encoding/json"
@@ -7,6 +7,9 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"gotest.tools/v3/assert"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/labels"
 )
 
 const (
@@ -88,9 +91,9 @@ func TestReservationOf(t *testing.T) {
 			ctr:  onRuntime("runc", inspectWith(nil, nil, "", container.DeviceRequest{Count: -1, Capabilities: gpuCaps})),
 			want: Reservation{All: true},
 		},
-		{name: "label", ctr: inspectWith(nil, map[string]string{LabelGPUs: "GPU-a,GPU-b"}, ""), want: Reservation{GPUs: []string{"GPU-a", "GPU-b"}}},
+		{name: "label", ctr: inspectWith(nil, map[string]string{labels.GPUs: "GPU-a,GPU-b"}, ""), want: Reservation{GPUs: []string{"GPU-a", "GPU-b"}}},
 		{name: "config user", ctr: inspectWith(nil, nil, "1000:1000"), want: Reservation{User: "1000:1000"}},
-		{name: "label user wins", ctr: inspectWith(nil, map[string]string{LabelUser: "alice"}, "root"), want: Reservation{User: "alice"}},
+		{name: "label user wins", ctr: inspectWith(nil, map[string]string{labels.User: "alice"}, "root"), want: Reservation{User: "alice"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,7 +104,7 @@ func TestReservationOf(t *testing.T) {
 }
 
 func TestReservationIndexes(t *testing.T) {
-	inv := Inventory{Devices: []Device{{Index: 0, UUID: "GPU-a"}, {Index: 1, UUID: "GPU-b"}, {Index: 2, UUID: "GPU-c"}}}
+	inv := gpus.Inventory{Devices: []gpus.Device{{Index: 0, UUID: "GPU-a"}, {Index: 1, UUID: "GPU-b"}, {Index: 2, UUID: "GPU-c"}}}
 	tests := []struct {
 		name string
 		r    Reservation
@@ -125,7 +128,7 @@ func TestReservationIndexes(t *testing.T) {
 // NVIDIA_VISIBLE_DEVICES holds GPUs only when NVIDIA's runtime runs the
 // container; device requests hold them whatever the runtime.
 func TestReservationRuntime(t *testing.T) {
-	inv := Inventory{Devices: []Device{{Index: 0, UUID: "GPU-a"}, {Index: 1, UUID: "GPU-b"}, {Index: 2, UUID: "GPU-c"}}}
+	inv := gpus.Inventory{Devices: []gpus.Device{{Index: 0, UUID: "GPU-a"}, {Index: 1, UUID: "GPU-b"}, {Index: 2, UUID: "GPU-c"}}}
 	ngc := Reservation{EnvAll: true} // an NGC image's env, without --gpus
 	tests := []struct {
 		name           string

@@ -1,18 +1,15 @@
-//go:build fakenvml
-
-package gpus
+package gpustest
 
 import (
 	"errors"
 	"os"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
-
-	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 )
 
-// FakeNVMLEnv names the JSON file (see gpustest/FAKE_NVML.md) that the fake
-// NVML library answers from, in builds with the fakenvml tag.
+// FakeNVMLEnv names the JSON file (see FAKE_NVML.md) that OpenLibrary
+// answers from: perceptron-core built with the fakenvml tag opens it
+// instead of the host's NVML.
 const FakeNVMLEnv = "PERCEPTRON_FAKE_NVML"
 
 // OpenLibrary returns a fake NVML library described by the file that
@@ -23,9 +20,9 @@ func OpenLibrary() (nvml.Interface, error) {
 	if path == "" {
 		return nil, errors.New("fake NVML: " + FakeNVMLEnv + " is not set; point it at a JSON file describing the GPUs (see internal/gpus/gpustest/FAKE_NVML.md)")
 	}
-	spec, err := gpustest.LoadSpec(path)
+	spec, err := LoadSpec(path)
 	if err != nil {
 		return nil, err
 	}
-	return gpustest.NewLibrary(spec), nil
+	return NewLibrary(spec), nil
 }

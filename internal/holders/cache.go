@@ -1,4 +1,4 @@
-package alloc
+package holders
 
 import (
 	"cmp"
@@ -11,11 +11,9 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
-
-	"github.com/perceptron/docker-perceptron/internal/gpus"
 )
 
-// FileCache is a gpus.ReservationCache kept in a file of the user's own
+// FileCache is a ReservationCache kept in a file of the user's own
 // (never in the shared state directory, where another user could forge it),
 // so that each container is inspected once, not once per invocation. It
 // also remembers enough to list only what changed since the last invocation
@@ -30,7 +28,7 @@ type FileCache struct {
 // cacheState is the file's content. A container's configuration never
 // changes, so what it reserves is known for good once it was inspected.
 type cacheState struct {
-	Entries map[string]gpus.Reservation `json:"entries"`
+	Entries map[string]Reservation `json:"entries"`
 	// Pending are containers seen but not inspected (they were not live):
 	// they are looked at again each time, until they are known.
 	Pending []string `json:"pending,omitempty"`
@@ -58,13 +56,13 @@ func OpenFileCache(path string) *FileCache {
 		}
 	}
 	if c.state.Entries == nil {
-		c.state.Entries = map[string]gpus.Reservation{}
+		c.state.Entries = map[string]Reservation{}
 	}
 	return c
 }
 
 // Get returns the cached reservation of a container.
-func (c *FileCache) Get(id string) (gpus.Reservation, bool) {
+func (c *FileCache) Get(id string) (Reservation, bool) {
 	r, ok := c.state.Entries[id]
 	if ok {
 		c.used[id] = true
@@ -73,7 +71,7 @@ func (c *FileCache) Get(id string) (gpus.Reservation, bool) {
 }
 
 // Put caches the reservation of a container.
-func (c *FileCache) Put(id string, r gpus.Reservation) {
+func (c *FileCache) Put(id string, r Reservation) {
 	c.state.Entries[id] = r
 	c.used[id] = true
 	c.dirty = true
@@ -86,7 +84,7 @@ func (c *FileCache) Save() error {
 	if c.path == "" || (!c.dirty && len(c.used) == len(c.state.Entries)) {
 		return nil
 	}
-	keep := cacheState{Entries: map[string]gpus.Reservation{}, Pending: c.state.Pending, Anchors: c.state.Anchors}
+	keep := cacheState{Entries: map[string]Reservation{}, Pending: c.state.Pending, Anchors: c.state.Anchors}
 	for id := range c.used {
 		if r, ok := c.state.Entries[id]; ok {
 			keep.Entries[id] = r
@@ -114,13 +112,13 @@ func (c *FileCache) Save() error {
 	return os.Rename(tmp.Name(), c.path)
 }
 
-// List returns a gpus.Lookup List function that finds every container
+// List returns a Finder.List function that finds every container
 // that may hold GPUs with two small, filtered list calls instead of listing
 // every container: the known GPU holders and the containers not inspected
 // yet, by ID, and the containers created since the newest one seen before.
 // Without such an anchor (first use, or all anchors removed) it lists
 // everything once.
-func (c *FileCache) List(api gpus.ContainerAPI) func(context.Context) ([]container.Summary, error) {
+func (c *FileCache) List(api ContainerAPI) func(context.Context) ([]container.Summary, error) {
 	return func(ctx context.Context) ([]container.Summary, error) {
 		watch := slices.Clone(c.state.Pending)
 		for id, r := range c.state.Entries {
@@ -159,7 +157,7 @@ func (c *FileCache) List(api gpus.ContainerAPI) func(context.Context) ([]contain
 	}
 }
 
-func (c *FileCache) listAll(ctx context.Context, api gpus.ContainerAPI) ([]container.Summary, error) {
+func (c *FileCache) listAll(ctx context.Context, api ContainerAPI) ([]container.Summary, error) {
 	all, err := listFiltered(ctx, api, nil)
 	if err != nil {
 		return nil, err
@@ -181,7 +179,7 @@ func (c *FileCache) remember(found []container.Summary) {
 	for _, s := range found {
 		if _, ok := c.state.Entries[s.ID]; ok {
 			c.used[s.ID] = true
-		} else if !gpus.Live(s.State) {
+		} else if !Live(s.State) {
 			pending = append(pending, s.ID)
 		}
 		if !slices.ContainsFunc(anchors, func(a anchor) bool { return a.ID == s.ID }) {
@@ -198,7 +196,7 @@ func (c *FileCache) remember(found []container.Summary) {
 	c.state.Pending, c.state.Anchors = pending, anchors
 }
 
-func listFiltered(ctx context.Context, api gpus.ContainerAPI, filters client.Filters) ([]container.Summary, error) {
+func listFiltered(ctx context.Context, api ContainerAPI, filters client.Filters) ([]container.Summary, error) {
 	res, err := api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filters})
 	if err != nil {
 		return nil, fmt.Errorf("cannot list containers: %w", err)

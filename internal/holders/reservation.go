@@ -1,4 +1,4 @@
-package gpus
+package holders
 
 import (
 	"bufio"
@@ -10,14 +10,9 @@ import (
 	"strings"
 
 	"github.com/moby/moby/api/types/container"
-)
 
-// Labels that docker perceptron sets on the containers it creates.
-const (
-	// LabelUser is who started the container.
-	LabelUser = "com.perceptron.user"
-	// LabelGPUs is the comma-separated UUIDs of the GPUs given to it.
-	LabelGPUs = "com.perceptron.gpus"
+	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/labels"
 )
 
 // ContainerIDFromCgroup returns the ID of the container that a process
@@ -61,7 +56,7 @@ func isHex(r rune) bool {
 type Reservation struct {
 	User string `json:"user,omitempty"`
 	// GPUs are GPU indexes or UUIDs as the configuration writes them, from
-	// device requests and the LabelGPUs label: they hold whatever the runtime.
+	// device requests and the labels.GPUs label: they hold whatever the runtime.
 	GPUs []string `json:"gpus,omitempty"`
 	// All is set when every GPU is requested.
 	All bool `json:"all,omitempty"`
@@ -111,7 +106,7 @@ func (r Reservation) Holds(defaultRuntime string) bool {
 // Indexes resolves the reservation against the inventory, in index order,
 // on a daemon whose default runtime is defaultRuntime. Names of GPUs that
 // are not in inv (gone, or on another host) are dropped.
-func (r Reservation) Indexes(inv Inventory, defaultRuntime string) []int {
+func (r Reservation) Indexes(inv gpus.Inventory, defaultRuntime string) []int {
 	all, names := r.All, r.GPUs
 	if r.EnvApplies(defaultRuntime) {
 		all = all || r.EnvAll
@@ -136,7 +131,7 @@ func (r Reservation) Indexes(inv Inventory, defaultRuntime string) []int {
 
 // matchesGPU reports whether a device name from a configuration (index,
 // UUID, or "index:mig" as NVIDIA_VISIBLE_DEVICES allows) names d.
-func matchesGPU(name string, d Device) bool {
+func matchesGPU(name string, d gpus.Device) bool {
 	if strings.HasPrefix(name, "GPU-") {
 		return d.UUID != "" && strings.EqualFold(name, d.UUID)
 	}
@@ -146,20 +141,20 @@ func matchesGPU(name string, d Device) bool {
 }
 
 // ReservationOf reads what a container's configuration holds: GPU device
-// requests (docker run --gpus, or CDI nvidia.com/gpu devices), the LabelGPUs
+// requests (docker run --gpus, or CDI nvidia.com/gpu devices), the labels.GPUs
 // label, and NVIDIA_VISIBLE_DEVICES with the runtime that decides whether it
-// counts; and its user: LabelUser, else Config.User.
+// counts; and its user: labels.User, else Config.User.
 func ReservationOf(ctr container.InspectResponse) Reservation {
 	var r Reservation
-	var labels map[string]string
+	var lbls map[string]string
 	var env []string
 	if ctr.Config != nil {
-		labels, env, r.User = ctr.Config.Labels, ctr.Config.Env, ctr.Config.User
+		lbls, env, r.User = ctr.Config.Labels, ctr.Config.Env, ctr.Config.User
 	}
-	if u := labels[LabelUser]; u != "" {
+	if u := lbls[labels.User]; u != "" {
 		r.User = u
 	}
-	r.GPUs, r.All = addList(r.GPUs, r.All, labels[LabelGPUs])
+	r.GPUs, r.All = addList(r.GPUs, r.All, lbls[labels.GPUs])
 
 	var requests []container.DeviceRequest
 	if ctr.HostConfig != nil {
@@ -256,10 +251,8 @@ func addList(names []string, all bool, list string) ([]string, bool) {
 	return names, all
 }
 
-// processOwner returns the user running a host process ("alice", or
-// "uid 1000" when the name is unknown), or "" when procRoot has no such
-// process.
-// UserName names the user with the numeric uid, or says "uid N".
+// UserName names the user with the numeric uid, or says "uid N" when the
+// name is unknown.
 func UserName(uid string) string {
 	if u, err := user.LookupId(uid); err == nil {
 		return u.Username
@@ -267,6 +260,9 @@ func UserName(uid string) string {
 	return "uid " + uid
 }
 
+// processOwner returns the user running a host process ("alice", or
+// "uid 1000" when the name is unknown), or "" when procRoot has no such
+// process.
 func processOwner(procRoot string, pid int) string {
 	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "status"))
 	if err != nil {

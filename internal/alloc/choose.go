@@ -1,62 +1,12 @@
-package gpus
+package alloc
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus"
 )
-
-// Thresholds decide when a GPU with no compute process still counts as busy.
-type Thresholds struct {
-	MaxMemoryUsedMiB      uint64 // a GPU using more than this is busy
-	MaxUtilizationPercent int    // a GPU busier than this is busy
-}
-
-// DefaultThresholds returns 1024 MiB and 10 %.
-//
-// An idle data-centre GPU reports a few MiB used; a display server or an idle
-// CUDA context stays well under 1 GiB, while anything that has loaded a model
-// is far above it. The memory check matters when NVML cannot see a process
-// (another PID namespace, a vGPU guest), so the GPU is busy though Processes
-// is empty. NVML's utilisation is sampled over the last 1/6–1 s, and
-// monitoring or a context being torn down shows as a few per cent, hence 10.
-// A GPU with any compute process is never free, whatever its numbers.
-func DefaultThresholds() Thresholds {
-	return Thresholds{MaxMemoryUsedMiB: 1024, MaxUtilizationPercent: 10}
-}
-
-// Candidate reports whether d is free to be given to a new container, and if
-// not, why. reserved is whether a container or a pending claim already holds
-// d. A GPU whose memory, utilisation or processes could not be read is not a
-// candidate: handing out a GPU we know nothing about risks sharing it.
-func Candidate(d Device, reserved bool, t Thresholds) (ok bool, why string) {
-	switch {
-	case reserved:
-		return false, "reserved by a container or a pending claim"
-	case !d.Known("processes"):
-		return false, "compute processes unknown: " + d.Errors["processes"]
-	case len(d.Processes) > 0:
-		pids := make([]string, len(d.Processes))
-		for i, p := range d.Processes {
-			pids[i] = fmt.Sprint(p.PID)
-		}
-		return false, fmt.Sprintf("%d compute process(es) running (PID %s)", len(d.Processes), strings.Join(pids, ", "))
-	case !d.Known("memory"):
-		return false, "memory use unknown: " + d.Errors["memory"]
-	case d.MemoryUsedMiB > t.MaxMemoryUsedMiB:
-		return false, fmt.Sprintf("%d MiB of memory in use (free means at most %d MiB)", d.MemoryUsedMiB, t.MaxMemoryUsedMiB)
-	case !d.Known("utilization"):
-		return false, "utilisation unknown: " + d.Errors["utilization"]
-	case d.UtilizationPercent > t.MaxUtilizationPercent:
-		return false, fmt.Sprintf("%d%% utilised (free means at most %d%%)", d.UtilizationPercent, t.MaxUtilizationPercent)
-	case d.MIGEnabled:
-		// The whole GPU cannot be given out while it is split into MIG
-		// instances, and NVML's utilisation does not cover them.
-		return false, "MIG mode is enabled"
-	}
-	return true, "free"
-}
 
 // Pair scores, as go-gpuallocator's besteffort policy scores NVML's P2P link
 // types: a set's score is the sum of the scores of all its pairs, so the
@@ -68,11 +18,11 @@ const (
 	ScoreNVLink      = 100 // per NVLink between the two
 )
 
-// PairScore scores the link between two GPUs from what Device knows: NVLink
-// (per link), else a shared PCIe switch, else the NUMA node. It is the score
-// Choose uses; pass another to ChooseScored when the real PCIe topology is
-// known (e.g. from NVML's GetTopologyCommonAncestor).
-func PairScore(a, b Device) int {
+// PairScore scores the link between two GPUs from what the inventory knows:
+// NVLink (per link), else a shared PCIe switch (NVML's common ancestor, see
+// gpus.Device.PCIePeers, or the same bus), else the NUMA node. It is the
+// score Choose uses; ChooseScored takes another, for tests.
+func PairScore(a, b gpus.Device) int {
 	if n := max(count(a.NVLinkPeers, b.Index), count(b.NVLinkPeers, a.Index)); n > 0 {
 		return n * ScoreNVLink
 	}
@@ -113,18 +63,15 @@ func count(s []int, v int) int {
 	return n
 }
 
-// ErrNotEnough is returned (wrapped) when fewer GPUs are free than asked for.
-var ErrNotEnough = errors.New("not enough free GPUs")
-
 // exhaustiveLimit bounds the combinations Choose scores one by one; beyond it
 // Choose grows sets greedily. C(16,8) = 12870, so any choice among 16 GPUs is
 // exhaustive.
 const exhaustiveLimit = 100_000
 
-// Choose picks n of the candidate GPUs (by Device.Index) and returns their
+// Choose picks n of the candidate GPUs (by gpus.Device.Index) and returns their
 // indexes in ascending order. See ChooseScored; Choose scores pairs with
 // PairScore.
-func Choose(devices []Device, candidates []int, n int) ([]int, error) {
+func Choose(devices []gpus.Device, candidates []int, n int) ([]int, error) {
 	return ChooseScored(devices, candidates, n, PairScore)
 }
 
@@ -140,18 +87,18 @@ func Choose(devices []Device, candidates []int, n int) ([]int, error) {
 //     input, not its order.
 //
 // Fragmentation comes before load because candidates are already idle (see
-// Candidate): load only tells near-idle GPUs apart, while a split NVLink group
+// Assess): load only tells near-idle GPUs apart, while a split NVLink group
 // costs every later multi-GPU job. Every combination is scored when there are
 // few enough (always for 16 candidates or fewer); otherwise sets are grown
 // greedily from each candidate. A nil score means PairScore.
-func ChooseScored(devices []Device, candidates []int, n int, score func(a, b Device) int) ([]int, error) {
+func ChooseScored(devices []gpus.Device, candidates []int, n int, score func(a, b gpus.Device) int) ([]int, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("cannot choose %d GPUs", n)
 	}
 	if score == nil {
 		score = PairScore
 	}
-	byIndex := make(map[int]Device, len(devices))
+	byIndex := make(map[int]gpus.Device, len(devices))
 	for _, d := range devices {
 		byIndex[d.Index] = d
 	}
@@ -164,7 +111,7 @@ func ChooseScored(devices []Device, candidates []int, n int, score func(a, b Dev
 		}
 	}
 	if len(idx) < n {
-		return nil, fmt.Errorf("%w: %d asked for, %d free", ErrNotEnough, n, len(idx))
+		return nil, &NotEnoughError{Asked: n, Free: len(idx), Total: len(devices)}
 	}
 
 	p := newProblem(byIndex, idx, score)
@@ -202,7 +149,7 @@ func (a key) better(b key) bool {
 	return a.load < b.load
 }
 
-func newProblem(byIndex map[int]Device, idx []int, score func(a, b Device) int) *problem {
+func newProblem(byIndex map[int]gpus.Device, idx []int, score func(a, b gpus.Device) int) *problem {
 	m := len(idx)
 	p := &problem{m: m, pair: make([][]int, m), rowSum: make([]int, m), load: make([]int, m)}
 	for i := range m {
@@ -223,7 +170,7 @@ func newProblem(byIndex map[int]Device, idx []int, score func(a, b Device) int) 
 }
 
 // load is memory used in per cent of total, plus utilisation in per cent.
-func load(d Device) int {
+func load(d gpus.Device) int {
 	l := d.UtilizationPercent
 	if d.MemoryTotalMiB > 0 {
 		l += int(d.MemoryUsedMiB * 100 / d.MemoryTotalMiB)

@@ -1,4 +1,4 @@
-package gpus
+package alloc
 
 import (
 	"errors"
@@ -7,53 +7,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
-)
 
-func TestCandidate(t *testing.T) {
-	idle := Device{Index: 0, MemoryTotalMiB: 81920, MemoryUsedMiB: 4, UtilizationPercent: 0}
-	with := func(f func(*Device)) Device {
-		d := idle
-		f(&d)
-		return d
-	}
-	th := DefaultThresholds()
-	tests := []struct {
-		name     string
-		d        Device
-		reserved bool
-		t        Thresholds
-		ok       bool
-		why      string // substring
-	}{
-		{name: "idle", d: idle, t: th, ok: true, why: "free"},
-		{name: "reserved", d: idle, reserved: true, t: th, why: "reserved"},
-		{name: "process", d: with(func(d *Device) { d.Processes = []Process{{PID: 42, UsedMemoryMiB: 10}} }), t: th, why: "PID 42"},
-		{name: "process with no memory is still busy", d: with(func(d *Device) { d.Processes = []Process{{PID: 7}} }), t: Thresholds{MaxMemoryUsedMiB: 1 << 40, MaxUtilizationPercent: 100}, why: "compute process"},
-		{name: "memory at threshold", d: with(func(d *Device) { d.MemoryUsedMiB = 1024 }), t: th, ok: true, why: "free"},
-		{name: "memory above threshold", d: with(func(d *Device) { d.MemoryUsedMiB = 1025 }), t: th, why: "1025 MiB"},
-		{name: "utilisation at threshold", d: with(func(d *Device) { d.UtilizationPercent = 10 }), t: th, ok: true, why: "free"},
-		{name: "utilisation above threshold", d: with(func(d *Device) { d.UtilizationPercent = 11 }), t: th, why: "11% utilised"},
-		{name: "processes unknown", d: with(func(d *Device) { d.Errors = map[string]string{"processes": "Insufficient Permissions"} }), t: th, why: "processes unknown: Insufficient Permissions"},
-		{name: "memory unknown", d: with(func(d *Device) { d.Errors = map[string]string{"memory": "GPU is lost"} }), t: th, why: "memory use unknown: GPU is lost"},
-		{name: "utilisation unknown", d: with(func(d *Device) { d.Errors = map[string]string{"utilization": "Not Supported"} }), t: th, why: "utilisation unknown"},
-		{name: "other query failed is fine", d: with(func(d *Device) { d.Errors = map[string]string{"temperature": "x", "nvlink": "x"} }), t: th, ok: true, why: "free"},
-		{name: "MIG", d: with(func(d *Device) { d.MIGEnabled = true }), t: th, why: "MIG"},
-		{name: "zero thresholds", d: with(func(d *Device) { d.MemoryUsedMiB = 1 }), t: Thresholds{}, why: "1 MiB"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ok, why := Candidate(tc.d, tc.reserved, tc.t)
-			if ok != tc.ok || !strings.Contains(why, tc.why) {
-				t.Errorf("Candidate() = %v, %q; want %v, …%q…", ok, why, tc.ok, tc.why)
-			}
-		})
-	}
-}
+	"github.com/perceptron/docker-perceptron/internal/gpus"
+)
 
 // dgx returns 8 GPUs in two NVLink quads, {0,1,2,3} on NUMA node 0 and
 // {4,5,6,7} on node 1, each GPU on its own PCI bus.
-func dgx() []Device {
-	devs := make([]Device, 8)
+func dgx() []gpus.Device {
+	devs := make([]gpus.Device, 8)
 	for i := range devs {
 		q := i / 4 * 4
 		var peers []int
@@ -62,7 +23,7 @@ func dgx() []Device {
 				peers = append(peers, p)
 			}
 		}
-		devs[i] = Device{
+		devs[i] = gpus.Device{
 			Index: i, UUID: fmt.Sprintf("GPU-%d", i), PCIBusID: fmt.Sprintf("00000000:%02X:00.0", 0x10+i),
 			MemoryTotalMiB: 81920, NUMANode: i / 4, NVLinkPeers: peers,
 		}
@@ -71,10 +32,10 @@ func dgx() []Device {
 }
 
 // plain returns n GPUs without NVLink; numa[i] is GPU i's NUMA node.
-func plain(numa ...int) []Device {
-	devs := make([]Device, len(numa))
+func plain(numa ...int) []gpus.Device {
+	devs := make([]gpus.Device, len(numa))
 	for i, node := range numa {
-		devs[i] = Device{Index: i, PCIBusID: fmt.Sprintf("00000000:%02X:00.0", 0x10+i), MemoryTotalMiB: 24576, NUMANode: node}
+		devs[i] = gpus.Device{Index: i, PCIBusID: fmt.Sprintf("00000000:%02X:00.0", 0x10+i), MemoryTotalMiB: 24576, NUMANode: node}
 	}
 	return devs
 }
@@ -110,7 +71,7 @@ func TestChoose(t *testing.T) {
 
 	tests := []struct {
 		name       string
-		devices    []Device
+		devices    []gpus.Device
 		candidates []int
 		n          int
 		want       []int
@@ -210,7 +171,7 @@ func TestChooseDeterministic(t *testing.T) {
 // TestChooseLopsidedScore checks a score function that is not symmetric
 // cannot make the choice depend on the input order.
 func TestChooseLopsidedScore(t *testing.T) {
-	lopsided := func(a, b Device) int { return a.Index*10 + b.Index }
+	lopsided := func(a, b gpus.Device) int { return a.Index*10 + b.Index }
 	devs := plain(0, 0, 0, 0)
 	want, _ := ChooseScored(devs, []int{0, 1, 2, 3}, 2, lopsided)
 	got, _ := ChooseScored(devs, []int{3, 2, 1, 0}, 2, lopsided)
@@ -220,8 +181,8 @@ func TestChooseLopsidedScore(t *testing.T) {
 }
 
 // big returns n GPUs in NVLink octets (fully linked), two octets per NUMA node.
-func big(n int) []Device {
-	devs := make([]Device, n)
+func big(n int) []gpus.Device {
+	devs := make([]gpus.Device, n)
 	for i := range devs {
 		o := i / 8 * 8
 		var peers []int
@@ -230,7 +191,7 @@ func big(n int) []Device {
 				peers = append(peers, p)
 			}
 		}
-		devs[i] = Device{Index: i, PCIBusID: fmt.Sprintf("00000000:%02X:00.0", i+1), MemoryTotalMiB: 81920, NUMANode: i / 16, NVLinkPeers: peers}
+		devs[i] = gpus.Device{Index: i, PCIBusID: fmt.Sprintf("00000000:%02X:00.0", i+1), MemoryTotalMiB: 81920, NUMANode: i / 16, NVLinkPeers: peers}
 	}
 	return devs
 }
@@ -238,7 +199,7 @@ func big(n int) []Device {
 func TestChooseGreedy(t *testing.T) {
 	tests := []struct {
 		name       string
-		devices    []Device
+		devices    []gpus.Device
 		candidates []int
 		n          int
 		want       []int
@@ -279,7 +240,7 @@ func TestGreedyMatchesExhaustive(t *testing.T) {
 		if n > len(cands) {
 			continue
 		}
-		byIndex := map[int]Device{}
+		byIndex := map[int]gpus.Device{}
 		for _, d := range devs {
 			byIndex[d.Index] = d
 		}

@@ -1,4 +1,4 @@
-package alloc
+package holders
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/labels"
 )
 
 // filteringDaemon answers list calls with docker's "id" and "since" filters
@@ -75,15 +76,15 @@ func ids(s []container.Summary) []string {
 	return out
 }
 
-// lookUp does what gpus.Lookup does with the cache: live containers are
+// lookUp does what Finder.Find does with the cache: live containers are
 // looked up, and the unknown ones "inspected" (here: holders are named so).
 func lookUp(c *FileCache, found []container.Summary) {
 	for _, s := range found {
-		if !gpus.Live(s.State) {
+		if !Live(s.State) {
 			continue
 		}
 		if _, ok := c.Get(s.ID); !ok {
-			r := gpus.Reservation{}
+			r := Reservation{}
 			if s.ID[0] == 'h' {
 				r.GPUs = []string{"0"}
 			}
@@ -154,28 +155,46 @@ func TestFileCacheKeepsStoppedHolders(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "reservations.json")
 	d := &filteringDaemon{}
 	d.add("holder", container.StateRunning)
-	d.list[0].Labels = map[string]string{gpus.LabelUser: "alice", gpus.LabelGPUs: "GPU-0"}
+	d.list[0].Labels = map[string]string{labels.User: "alice", labels.GPUs: "GPU-0"}
 	for i := range 20 {
 		d.add(fmt.Sprintf("plain-%02d", i), container.StateRunning)
 	}
 	inv := gpus.Inventory{Devices: []gpus.Device{{Index: 0, UUID: "GPU-0", NUMANode: -1}}}
-	status := func() []gpus.GPUStatus {
+	reserved := func() bool {
 		t.Helper()
 		c := OpenFileCache(path)
-		l := gpus.Lookup{API: d, ProcRoot: t.TempDir(), Cache: c, List: c.List(d)}
-		s, err := l.Status(t.Context(), inv)
+		l := Finder{API: d, ProcRoot: t.TempDir(), Cache: c, List: c.List(d)}
+		h, err := l.Find(t.Context(), inv)
 		assert.NilError(t, err)
 		assert.NilError(t, c.Save())
-		return s
+		return h.Reserved[0]
 	}
-	assert.Check(t, is.Equal(status()[0].State, gpus.StateReserved))
+	assert.Check(t, reserved())
 
 	d.list[0].State = container.StateExited
 	d.add("newer", container.StateRunning) // the anchors move on
-	assert.Check(t, is.Equal(status()[0].State, gpus.StateFree))
+	assert.Check(t, !reserved())
 
 	d.list[0].State = container.StateRunning
 	d.calls = nil
-	assert.Check(t, is.Equal(status()[0].State, gpus.StateReserved))
+	assert.Check(t, reserved())
 	assert.Check(t, !slices.Contains(d.calls, "all"), "listed everything: %v", d.calls)
+}
+
+func TestFileCache(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "reservations.json")
+	c := OpenFileCache(path)
+	c.Put("a", Reservation{User: "alice", GPUs: []string{"0"}})
+	c.Put("b", Reservation{})
+	assert.NilError(t, c.Save())
+
+	c = OpenFileCache(path)
+	r, ok := c.Get("a")
+	assert.Check(t, ok)
+	assert.Check(t, is.DeepEqual(r, Reservation{User: "alice", GPUs: []string{"0"}}))
+	assert.NilError(t, c.Save()) // "b" was not looked up: gone
+
+	c = OpenFileCache(path)
+	_, ok = c.Get("b")
+	assert.Check(t, !ok)
 }

@@ -1,0 +1,357 @@
+// Package holders finds who holds each GPU of the host: containers, by their
+// configuration (device requests, and NVIDIA_VISIBLE_DEVICES under NVIDIA's
+// runtime) or by running a process on it, and processes outside containers.
+// Both `docker perceptron gpus` and `--gpus auto` ask it; whether a GPU is
+// free is decided from its answer by internal/alloc.
+//
+// Finding them is gathering facts (the container list, inspections, /proc),
+// then a pure function, Attribute.
+package holders
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/labels"
+)
+
+// reservationFormat is Reservation.Format for reservations of this version:
+// older cached ones did not keep NVIDIA_VISIBLE_DEVICES apart.
+const reservationFormat = 1
+
+// Holder is a container (or a host process) that holds a GPU: by running a
+// process on it, by a reservation in its configuration, or both.
+type Holder struct {
+	ContainerID   string // "" for a process outside containers
+	ContainerName string // without docker's leading "/"; "" when unknown
+	User          string // labels.User, else Config.User, else its GPU process's owner (a host process: its owner); "" when unknown
+	PIDs          []int  // host PIDs of its compute processes on the GPU
+	ByProcess     bool
+	ByReservation bool
+}
+
+// Holdings is who holds each GPU of an inventory.
+type Holdings struct {
+	// ByGPU maps a GPU index to its holders, sorted by name, ID and PIDs.
+	ByGPU map[int][]Holder
+	// Reserved is the GPUs that a live container's configuration holds.
+	Reserved map[int]bool
+}
+
+// ContainerAPI is the part of the Docker API that Finder uses; the docker
+// CLI's client satisfies it.
+type ContainerAPI interface {
+	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
+	ContainerInspect(ctx context.Context, containerID string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
+}
+
+// ReservationCache remembers containers' reservations by container ID,
+// which is safe because a container's configuration never changes. Find
+// calls it from one goroutine only.
+type ReservationCache interface {
+	Get(containerID string) (Reservation, bool)
+	Put(containerID string, r Reservation)
+}
+
+// MemoryCache is the in-memory ReservationCache.
+type MemoryCache map[string]Reservation
+
+// Get returns the cached reservation of a container.
+func (c MemoryCache) Get(id string) (Reservation, bool) { r, ok := c[id]; return r, ok }
+
+// Put caches the reservation of a container.
+func (c MemoryCache) Put(id string, r Reservation) { c[id] = r }
+
+// Finder finds who holds the GPUs.
+type Finder struct {
+	// API lists and inspects containers. Nil: only processes are looked at,
+	// reservations are not known.
+	API ContainerAPI
+	// ProcRoot is where host processes are found, normally "/proc".
+	ProcRoot string
+	// Cache keeps reservations between calls; nil: a new MemoryCache per call.
+	Cache ReservationCache
+	// Parallel is how many containers are inspected at once; 0 means 8.
+	Parallel int
+	// DefaultRuntime is the daemon's default runtime (docker info's
+	// DefaultRuntime, see DefaultRuntime): NVIDIA_VISIBLE_DEVICES reserves
+	// GPUs for a container without a runtime of its own only when it is
+	// NVIDIA's. "" is unknown, and then the variable counts.
+	DefaultRuntime string
+	// List returns the containers to look at, at least every live one; nil
+	// lists every container through API. (API still inspects.)
+	List func(ctx context.Context) ([]container.Summary, error)
+}
+
+// InfoAPI is the part of the Docker API that DefaultRuntime uses; the
+// docker CLI's client satisfies it.
+type InfoAPI interface {
+	Info(ctx context.Context, options client.InfoOptions) (client.SystemInfoResult, error)
+}
+
+// DefaultRuntime returns the daemon's default runtime ("runc", "nvidia"),
+// for Finder.DefaultRuntime; "" when docker info fails.
+func DefaultRuntime(ctx context.Context, api InfoAPI) string {
+	res, err := api.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return ""
+	}
+	return res.Info.DefaultRuntime
+}
+
+// liveStates are the container states that hold GPUs: a created container
+// will get its GPUs when started, a paused one keeps its memory, and a
+// restarting one is about to run again.
+var liveStates = []container.ContainerState{
+	container.StateRunning, container.StateCreated, container.StatePaused, container.StateRestarting,
+}
+
+// Live reports whether a container in state holds its GPUs.
+func Live(state container.ContainerState) bool {
+	return slices.Contains(liveStates, state)
+}
+
+// Container is a live container and what its configuration reserves.
+type Container struct {
+	Name        string
+	Reservation Reservation
+}
+
+// Proc is a GPU process: the container it runs in ("" outside containers)
+// and the user it runs as ("" when unknown).
+type Proc struct {
+	ContainerID string
+	Owner       string
+}
+
+// Find returns who holds each GPU of inv: it gathers the live containers'
+// reservations and the GPU processes' containers and owners, then
+// attributes them (see Attribute).
+func (f Finder) Find(ctx context.Context, inv gpus.Inventory) (Holdings, error) {
+	live := map[string]Container{}
+	if f.API != nil {
+		var err error
+		if live, err = f.liveContainers(ctx); err != nil {
+			return Holdings{}, err
+		}
+	}
+	return Attribute(inv, live, f.processes(inv), f.DefaultRuntime), nil
+}
+
+// processes looks up the container and owner of every GPU process of inv.
+func (f Finder) processes(inv gpus.Inventory) map[int]Proc {
+	procs := map[int]Proc{}
+	for _, d := range inv.Devices {
+		for _, p := range d.Processes {
+			if _, seen := procs[p.PID]; !seen {
+				procs[p.PID] = Proc{ContainerID: containerOfProcess(f.ProcRoot, p.PID), Owner: processOwner(f.ProcRoot, p.PID)}
+			}
+		}
+	}
+	return procs
+}
+
+// liveContainers lists the containers once and inspects only the live ones
+// whose reservation is neither cached nor told by docker perceptron's labels.
+func (f Finder) liveContainers(ctx context.Context) (map[string]Container, error) {
+	cache := f.Cache
+	if cache == nil {
+		cache = MemoryCache{}
+	}
+	items, err := f.containers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	live := map[string]Container{}
+	var toInspect []string
+	for _, c := range items {
+		if !Live(c.State) {
+			continue
+		}
+		in := Container{Name: containerName(c.Names)}
+		if r, ok := cache.Get(c.ID); ok && r.Format == reservationFormat {
+			in.Reservation = r
+		} else if r, ok := reservationFromLabels(c.Labels); ok {
+			in.Reservation = r
+			cache.Put(c.ID, r)
+		} else {
+			toInspect = append(toInspect, c.ID)
+		}
+		live[c.ID] = in
+	}
+	found, err := f.inspect(ctx, toInspect)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range toInspect {
+		r, ok := found[id]
+		if !ok {
+			delete(live, id) // removed since it was listed: holds nothing
+			continue
+		}
+		r.Format = reservationFormat
+		live[id] = Container{Name: live[id].Name, Reservation: r}
+		cache.Put(id, r)
+	}
+	return live, nil
+}
+
+func (f Finder) containers(ctx context.Context) ([]container.Summary, error) {
+	if f.List != nil {
+		return f.List(ctx)
+	}
+	list, err := f.API.ContainerList(ctx, client.ContainerListOptions{All: true})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list containers: %w", err)
+	}
+	return list.Items, nil
+}
+
+// Attribute decides who holds each GPU of inv, from the live containers (by
+// ID), the GPU processes (by PID) and the daemon's default runtime.
+func Attribute(inv gpus.Inventory, live map[string]Container, procs map[int]Proc, defaultRuntime string) Holdings {
+	h := Holdings{ByGPU: map[int][]Holder{}, Reserved: map[int]bool{}}
+	reservedBy := map[int][]string{} // GPU index -> container IDs
+	for id, c := range live {
+		for _, i := range c.Reservation.Indexes(inv, defaultRuntime) {
+			reservedBy[i] = append(reservedBy[i], id)
+		}
+	}
+	for _, d := range inv.Devices {
+		g := gpuHolders{byKey: map[string]*Holder{}}
+		for _, p := range d.Processes {
+			g.addProcess(p.PID, procs[p.PID], live)
+		}
+		for _, id := range reservedBy[d.Index] {
+			g.holder(id, func() Holder {
+				return Holder{ContainerID: id, ContainerName: live[id].Name, User: live[id].Reservation.User}
+			}).ByReservation = true
+		}
+		h.Reserved[d.Index] = len(reservedBy[d.Index]) > 0
+		if list := g.sorted(); len(list) > 0 {
+			h.ByGPU[d.Index] = list
+		}
+	}
+	return h
+}
+
+// gpuHolders collects one GPU's holders, one per container or host process.
+type gpuHolders struct {
+	byKey map[string]*Holder
+	order []*Holder
+}
+
+func (g *gpuHolders) holder(key string, mk func() Holder) *Holder {
+	if h, ok := g.byKey[key]; ok {
+		return h
+	}
+	h := mk()
+	g.byKey[key] = &h
+	g.order = append(g.order, &h)
+	return &h
+}
+
+// addProcess attributes a GPU process to its container, or to itself.
+func (g *gpuHolders) addProcess(pid int, p Proc, live map[string]Container) {
+	key := p.ContainerID
+	if key == "" {
+		key = fmt.Sprintf("pid %d", pid) // each host process is its own holder
+	}
+	h := g.holder(key, func() Holder {
+		h := Holder{ContainerID: p.ContainerID}
+		if c, ok := live[p.ContainerID]; ok {
+			h.ContainerName, h.User = c.Name, c.Reservation.User
+		}
+		if h.User == "" {
+			// A host process, or a container with neither labels.User nor
+			// Config.User: who runs it.
+			h.User = p.Owner
+		}
+		return h
+	})
+	h.ByProcess = true
+	h.PIDs = append(h.PIDs, pid)
+}
+
+func (g *gpuHolders) sorted() []Holder {
+	out := make([]Holder, 0, len(g.order))
+	for _, h := range g.order {
+		slices.Sort(h.PIDs)
+		out = append(out, *h)
+	}
+	slices.SortFunc(out, func(a, b Holder) int {
+		return cmp.Or(
+			strings.Compare(a.ContainerName, b.ContainerName),
+			strings.Compare(a.ContainerID, b.ContainerID),
+			slices.Compare(a.PIDs, b.PIDs),
+		)
+	})
+	return out
+}
+
+// inspect reads the reservations of containers, a few at a time. A
+// container removed since it was listed holds nothing and is left out.
+func (f Finder) inspect(ctx context.Context, ids []string) (map[string]Reservation, error) {
+	parallel := f.Parallel
+	if parallel <= 0 {
+		parallel = 8
+	}
+	type result struct {
+		id  string
+		res Reservation
+		err error
+	}
+	results := make([]result, len(ids))
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			ctr, err := f.API.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+			results[i] = result{id: id, res: ReservationOf(ctr.Container), err: err}
+		})
+	}
+	wg.Wait()
+
+	found := make(map[string]Reservation, len(ids))
+	for _, r := range results {
+		switch {
+		case r.err == nil:
+			found[r.id] = r.res
+		case cerrdefs.IsNotFound(r.err):
+		default:
+			return nil, fmt.Errorf("cannot inspect container %s: %w", r.id, r.err)
+		}
+	}
+	return found, nil
+}
+
+// reservationFromLabels reads the labels docker perceptron sets on the
+// containers it creates; they describe its GPUs and user completely.
+func reservationFromLabels(l map[string]string) (Reservation, bool) {
+	gpus, ok1 := l[labels.GPUs]
+	u, ok2 := l[labels.User]
+	if !ok1 || !ok2 {
+		return Reservation{}, false
+	}
+	r := Reservation{User: u, Format: reservationFormat}
+	r.GPUs, r.All = addList(nil, false, gpus)
+	return r, true
+}
+
+func containerName(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return strings.TrimPrefix(names[0], "/")
+}

@@ -1,0 +1,240 @@
+package holders
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"gotest.tools/v3/assert"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
+	"github.com/perceptron/docker-perceptron/internal/labels"
+)
+
+// loadFake reads the inventory of fake GPUs.
+func loadFake(t *testing.T, spec gpustest.Spec) gpus.Inventory {
+	t.Helper()
+	inv, err := gpus.Load(gpustest.NewLibrary(spec))
+	assert.NilError(t, err)
+	return inv
+}
+
+// fakeDocker serves ContainerList and ContainerInspect from memory.
+type fakeDocker struct {
+	mu       sync.Mutex
+	list     []container.Summary
+	inspect  map[string]container.InspectResponse
+	listErr  error
+	inspects []string
+}
+
+func (f *fakeDocker) ContainerList(_ context.Context, opts client.ContainerListOptions) (client.ContainerListResult, error) {
+	if !opts.All {
+		return client.ContainerListResult{}, fmt.Errorf("want All")
+	}
+	return client.ContainerListResult{Items: f.list}, f.listErr
+}
+
+func (f *fakeDocker) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.inspects = append(f.inspects, id)
+	c, ok := f.inspect[id]
+	if !ok {
+		return client.ContainerInspectResult{}, cerrdefs.ErrNotFound.WithMessage("no such container: " + id)
+	}
+	return client.ContainerInspectResult{Container: c}, nil
+}
+
+// add adds a container to the fake daemon.
+func (f *fakeDocker) add(id, name string, state container.ContainerState, labels map[string]string, ctr container.InspectResponse) {
+	f.list = append(f.list, container.Summary{ID: id, Names: []string{"/" + name}, State: state, Labels: labels})
+	if f.inspect == nil {
+		f.inspect = map[string]container.InspectResponse{}
+	}
+	ctr.ID, ctr.Name = id, "/"+name
+	f.inspect[id] = ctr
+}
+
+// writeProc makes procRoot/PID/{cgroup,status}.
+func writeProc(t *testing.T, procRoot string, pid int, containerID string, uid int) {
+	t.Helper()
+	dir := filepath.Join(procRoot, strconv.Itoa(pid))
+	assert.NilError(t, os.MkdirAll(dir, 0o755))
+	cgroup := "0::/user.slice/user-1000.slice/session-1.scope\n"
+	if containerID != "" {
+		cgroup = "0::/system.slice/docker-" + containerID + ".scope\n"
+	}
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "cgroup"), []byte(cgroup), 0o644))
+	status := fmt.Sprintf("Name:\tpython\nUid:\t%d\t%d\t%d\t%d\n", uid, uid, uid, uid)
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "status"), []byte(status), 0o644))
+}
+
+func id64(c byte) string {
+	b := make([]byte, 64)
+	for i := range b {
+		b[i] = c
+	}
+	return string(b)
+}
+
+func TestStatus(t *testing.T) {
+	var (
+		train   = id64('a') // runs on GPU 1, reserves GPUs 1 and 2 by --gpus
+		planned = id64('b') // created by the plugin, label reservation of GPU 3
+		stopped = id64('c') // exited: holds nothing
+		envAll  = id64('d') // paused, NVIDIA_VISIBLE_DEVICES=0
+		gone    = id64('e') // removed between list and inspect
+	)
+	inv := loadFake(t, gpustest.FourH100())
+	inv.Devices[1].Processes = append(inv.Devices[1].Processes, gpus.Process{PID: 4343}, gpus.Process{PID: 99})
+	inv.Devices[0].Processes = []gpus.Process{{PID: 555}}
+
+	proc := t.TempDir()
+	writeProc(t, proc, 4242, train, 1000)
+	writeProc(t, proc, 4343, train, 1000)
+	writeProc(t, proc, 555, "", 0)
+	// PID 99 is in no /proc we can see.
+
+	docker := &fakeDocker{}
+	docker.add(train, "train", container.StateRunning, nil, inspectWith(nil, map[string]string{labels.User: "alice"}, "",
+		container.DeviceRequest{DeviceIDs: []string{"1", "GPU-cccccccc-1111-2222-3333-444455556666"}, Capabilities: [][]string{{"gpu"}}}))
+	docker.add(planned, "planned", container.StateCreated, map[string]string{labels.User: "bob", labels.GPUs: "GPU-dddddddd-1111-2222-3333-444455556666"}, container.InspectResponse{})
+	docker.add(stopped, "old", container.StateExited, nil, inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all"}, nil, ""))
+	docker.add(envAll, "notebook", container.StatePaused, nil, inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=0"}, nil, "jovyan"))
+	docker.list = append(docker.list, container.Summary{ID: gone, Names: []string{"/gone"}, State: container.StateRunning})
+
+	cache := MemoryCache{}
+	l := Finder{API: docker, ProcRoot: proc, Cache: cache, Parallel: 2}
+	got, err := l.Find(t.Context(), inv)
+	assert.NilError(t, err)
+
+	assert.DeepEqual(t, got.Reserved, map[int]bool{0: true, 1: true, 2: true, 3: true})
+	assert.DeepEqual(t, got.ByGPU[0], []Holder{
+		{User: "root", PIDs: []int{555}, ByProcess: true},
+		{ContainerID: envAll, ContainerName: "notebook", User: "jovyan", ByReservation: true},
+	})
+	assert.DeepEqual(t, got.ByGPU[1], []Holder{
+		{PIDs: []int{99}, ByProcess: true},
+		{ContainerID: train, ContainerName: "train", User: "alice", PIDs: []int{4242, 4343}, ByProcess: true, ByReservation: true},
+	})
+	assert.DeepEqual(t, got.ByGPU[2], []Holder{{ContainerID: train, ContainerName: "train", User: "alice", ByReservation: true}})
+	assert.DeepEqual(t, got.ByGPU[3], []Holder{{ContainerID: planned, ContainerName: "planned", User: "bob", ByReservation: true}})
+
+	// Labelled and exited containers are not inspected; then all is cached.
+	assert.DeepEqual(t, slices.Sorted(slices.Values(docker.inspects)), []string{train, envAll, gone})
+	assert.Equal(t, len(cache), 3)
+	docker.inspects = nil
+	_, err = l.Find(t.Context(), inv)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, docker.inspects, []string{gone})
+}
+
+func TestStatusWithoutDocker(t *testing.T) {
+	inv := loadFake(t, gpustest.FourH100())
+	got, err := Finder{ProcRoot: t.TempDir()}.Find(t.Context(), inv)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, got.Reserved, map[int]bool{0: false, 1: false, 2: false, 3: false})
+	assert.Check(t, len(got.ByGPU[0]) == 0)
+	assert.DeepEqual(t, got.ByGPU[1], []Holder{{PIDs: []int{4242}, ByProcess: true}})
+}
+
+func TestStatusErrors(t *testing.T) {
+	inv := loadFake(t, gpustest.FourH100())
+	_, err := Finder{API: &fakeDocker{listErr: fmt.Errorf("daemon down")}, ProcRoot: t.TempDir()}.Find(t.Context(), inv)
+	assert.ErrorContains(t, err, "cannot list containers: daemon down")
+}
+
+// An NGC image's NVIDIA_VISIBLE_DEVICES=all reserves the GPUs only when
+// NVIDIA's runtime runs the container; --gpus does whatever the runtime.
+func TestStatusRuntime(t *testing.T) {
+	ngcEnv := []string{"PATH=/usr/bin", "NVIDIA_VISIBLE_DEVICES=all"}
+	tests := []struct {
+		name           string
+		ctr            container.InspectResponse
+		defaultRuntime string
+		want           []bool // whether each of the four GPUs is reserved
+	}{
+		{
+			name: "tensorboard on runc", ctr: onRuntime("runc", inspectWith(ngcEnv, nil, "")), defaultRuntime: "runc",
+			want: []bool{false, false, false, false},
+		},
+		{
+			name: "runtime not recorded, default runc", ctr: inspectWith(ngcEnv, nil, ""), defaultRuntime: "runc",
+			want: []bool{false, false, false, false},
+		},
+		{
+			name: "runtime not recorded, default nvidia", ctr: inspectWith(ngcEnv, nil, ""), defaultRuntime: "nvidia",
+			want: []bool{true, true, true, true},
+		},
+		{
+			name: "runtime not recorded, default unknown", ctr: inspectWith(ngcEnv, nil, ""),
+			want: []bool{true, true, true, true},
+		},
+		{
+			name: "--runtime nvidia", ctr: onRuntime("nvidia", inspectWith(ngcEnv, nil, "")), defaultRuntime: "runc",
+			want: []bool{true, true, true, true},
+		},
+		{
+			name: "--gpus device=2 on runc", defaultRuntime: "runc",
+			ctr:  onRuntime("runc", inspectWith(ngcEnv, nil, "", container.DeviceRequest{DeviceIDs: []string{"2"}, Capabilities: [][]string{{"gpu"}}})),
+			want: []bool{false, false, true, false},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			inv := loadFake(t, gpustest.FourH100())
+			docker := &fakeDocker{}
+			docker.add(id64('a'), "tf", container.StateRunning, nil, tc.ctr)
+			cache := MemoryCache{}
+			for range 2 { // the cached reservation decides the same
+				got, err := Finder{API: docker, ProcRoot: t.TempDir(), Cache: cache, DefaultRuntime: tc.defaultRuntime}.Find(t.Context(), inv)
+				assert.NilError(t, err)
+				reserved := make([]bool, len(inv.Devices))
+				for i := range reserved {
+					reserved[i] = got.Reserved[i]
+				}
+				assert.DeepEqual(t, reserved, tc.want)
+			}
+			assert.DeepEqual(t, docker.inspects, []string{id64('a')})
+		})
+	}
+}
+
+// A container holder without labels.User or Config.User is named by the
+// owner of its GPU process.
+func TestStatusUserFromProcess(t *testing.T) {
+	plain := id64('a')
+	inv := loadFake(t, gpustest.FourH100())
+	proc := t.TempDir()
+	writeProc(t, proc, 4242, plain, 0)
+	docker := &fakeDocker{}
+	docker.add(plain, "sleepy", container.StateRunning, nil, inspectWith(nil, nil, ""))
+	got, err := Finder{API: docker, ProcRoot: proc}.Find(t.Context(), inv)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, got.ByGPU[1], []Holder{{ContainerID: plain, ContainerName: "sleepy", User: "root", PIDs: []int{4242}, ByProcess: true}})
+}
+
+// Reservations cached by an older version, which merged
+// NVIDIA_VISIBLE_DEVICES into GPUs, are read again.
+func TestStatusOldCache(t *testing.T) {
+	ngc := id64('a')
+	inv := loadFake(t, gpustest.FourH100())
+	docker := &fakeDocker{}
+	docker.add(ngc, "tensorboard", container.StateRunning, nil, onRuntime("runc", inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all"}, nil, "")))
+	cache := MemoryCache{ngc: {All: true}}
+	got, err := Finder{API: docker, ProcRoot: t.TempDir(), Cache: cache, DefaultRuntime: "runc"}.Find(t.Context(), inv)
+	assert.NilError(t, err)
+	assert.Check(t, !got.Reserved[0])
+	assert.DeepEqual(t, docker.inspects, []string{ngc})
+	assert.DeepEqual(t, cache[ngc], Reservation{EnvAll: true, Runtime: "runc", Format: reservationFormat})
+}
