@@ -3,7 +3,6 @@ package commands
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/perceptron/docker-perceptron/internal/alloc"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/holders"
+	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
 type gpusOptions struct {
@@ -47,25 +48,7 @@ func runGpus(ctx context.Context, dockerCLI command.Cli, deps Deps, opts gpusOpt
 	if err != nil {
 		return err
 	}
-	api := deps.API(dockerCLI)
-	lookup := gpus.Lookup{API: api, ProcRoot: deps.ProcRoot, DefaultRuntime: gpus.DefaultRuntime(ctx, api)}
-	if deps.CachePath != "" {
-		// Shared with --gpus auto: each container is inspected once.
-		cache := alloc.OpenFileCache(deps.CachePath)
-		defer func() { _ = cache.Save() }()
-		// The cache's own listing keeps what --gpus auto relies on
-		// (stopped GPU holders, the anchors); a plain full listing would
-		// let Save drop stopped holders.
-		lookup.Cache, lookup.List = cache, cache.List(api)
-	}
-	statuses, err := lookup.Status(ctx, inv)
-	if err != nil {
-		// The GPUs and their processes are still worth showing.
-		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v; reservations by containers are not shown\n", err)
-		if statuses, err = (gpus.Lookup{ProcRoot: deps.ProcRoot}).Status(ctx, inv); err != nil {
-			return err
-		}
-	}
+	assessed := assessGPUs(ctx, dockerCLI, deps, inv)
 
 	source := opts.format
 	if source == "" {
@@ -79,24 +62,51 @@ func runGpus(ctx context.Context, dockerCLI command.Cli, deps Deps, opts gpusOpt
 		Format: newGpuFormat(source, opts.quiet, opts.noTrunc),
 		Trunc:  !opts.noTrunc,
 	}
-	return gpuWrite(fmtCtx, statuses)
+	return gpuWrite(fmtCtx, assessed)
+}
+
+// assessGPUs finds who holds each GPU and decides its state, by the same
+// rule as --gpus auto. What cannot be read is warned about; the GPUs and
+// their processes are still worth showing.
+func assessGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, inv gpus.Inventory) []alloc.Assessment {
+	api := deps.API(dockerCLI)
+	finder := holders.Finder{API: api, ProcRoot: deps.ProcRoot, DefaultRuntime: holders.DefaultRuntime(ctx, api)}
+	if deps.CachePath != "" {
+		// Shared with --gpus auto: each container is inspected once. The
+		// cache's own listing keeps what --gpus auto relies on (stopped GPU
+		// holders, the anchors); a plain full listing would let Save drop
+		// stopped holders.
+		cache := holders.OpenFileCache(deps.CachePath)
+		defer func() { _ = cache.Save() }()
+		finder.Cache, finder.List = cache, cache.List(api)
+	}
+	held, err := finder.Find(ctx, inv)
+	if err != nil {
+		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v; reservations by containers are not shown\n", err)
+		held, _ = holders.Finder{ProcRoot: deps.ProcRoot}.Find(ctx, inv) // processes only: cannot fail
+	}
+	leases, err := ledger.ActiveLeases(deps.stateDir(), deps.Now())
+	if err != nil {
+		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v; pending GPU claims are not shown\n", err)
+	}
+	return alloc.Assess(inv, held, leases, alloc.DefaultThresholds())
 }
 
 // loadInventory reads the GPUs, initialising NVML once for the command. A
-// host without a usable driver is a one-line error with exit status 1.
+// host without a usable NVML is gpus.ErrNoDriver (exit status 1).
 func loadInventory(deps Deps) (gpus.Inventory, error) {
 	lib, err := deps.NVML()
-	if err == nil {
-		var inv gpus.Inventory
-		if inv, err = gpus.Load(lib); err == nil {
-			return inv, nil
-		}
+	if err != nil {
+		return gpus.Inventory{}, noDriverError{err}
 	}
-	if errors.Is(err, gpus.ErrNoDriver) || lib == nil {
-		return gpus.Inventory{}, cli.StatusError{StatusCode: 1, Status: err.Error(), Cause: err}
-	}
-	return gpus.Inventory{}, err
+	return gpus.Load(lib)
 }
+
+// noDriverError is an NVML library that cannot be opened: no driver, as far
+// as the user is concerned.
+type noDriverError struct{ error }
+
+func (e noDriverError) Unwrap() []error { return []error{e.error, gpus.ErrNoDriver} }
 
 func orUnknown(s string) string {
 	if s == "" {
@@ -141,7 +151,7 @@ func newGpuFormat(source string, quiet, noTrunc bool) formatter.Format {
 	return formatter.Format(source)
 }
 
-func gpuWrite(fmtCtx formatter.Context, statuses []gpus.GPUStatus) error {
+func gpuWrite(fmtCtx formatter.Context, statuses []alloc.Assessment) error {
 	header := &gpuContext{}
 	header.Header = formatter.SubHeaderContext{
 		"Index":       gpuIndexHeader,
@@ -174,7 +184,7 @@ func gpuWrite(fmtCtx formatter.Context, statuses []gpus.GPUStatus) error {
 // gpuContext renders one GPU; a field whose NVML query failed shows as "-".
 type gpuContext struct {
 	formatter.HeaderContext
-	s     gpus.GPUStatus
+	s     alloc.Assessment
 	trunc bool
 }
 
@@ -295,21 +305,7 @@ func (c *gpuContext) State() string { return c.s.State }
 func (c *gpuContext) UsedBy() string {
 	parts := make([]string, 0, len(c.s.Holders))
 	for _, h := range c.s.Holders {
-		var who string
-		switch {
-		case h.ContainerName != "":
-			who = h.ContainerName
-		case h.ContainerID != "" && c.trunc:
-			who = formatter.TruncateID(h.ContainerID)
-		case h.ContainerID != "":
-			who = h.ContainerID
-		default:
-			who = "pid " + joinInts(h.PIDs)
-		}
-		if h.User != "" {
-			who += " (" + h.User + ")"
-		}
-		parts = append(parts, who)
+		parts = append(parts, alloc.NameWithUser(h, c.trunc))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -378,7 +374,7 @@ func ifKnown[T any](d gpus.Device, q string, v T) *T {
 	return &v
 }
 
-func newGpuJSON(s gpus.GPUStatus) gpuJSON {
+func newGpuJSON(s alloc.Assessment) gpuJSON {
 	d := s.Device
 	j := gpuJSON{
 		Index:              d.Index,

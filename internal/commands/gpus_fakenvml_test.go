@@ -11,7 +11,6 @@ import (
 	"github.com/docker/cli/cli"
 	"gotest.tools/v3/assert"
 
-	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 )
 

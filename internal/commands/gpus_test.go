@@ -21,8 +21,8 @@ import (
 	"gotest.tools/v3/assert"
 	"gotest.tools/v3/golden"
 
-	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
+	"github.com/perceptron/docker-perceptron/internal/labels"
 )
 
 // fakeContainerAPI is a Docker API that knows a few containers; the
@@ -109,7 +109,7 @@ func gpusHost(t *testing.T) (gpustest.Spec, *fakeContainerAPI, string) {
 	api := &fakeContainerAPI{defaultRuntime: "runc", containers: []container.InspectResponse{
 		{
 			ID: trainID, Name: "/train", State: &container.State{Status: container.StateRunning},
-			Config: &container.Config{Labels: map[string]string{gpus.LabelUser: "alice"}},
+			Config: &container.Config{Labels: map[string]string{labels.User: "alice"}},
 			HostConfig: &container.HostConfig{Resources: container.Resources{DeviceRequests: []container.DeviceRequest{
 				{DeviceIDs: []string{"1", "2"}, Capabilities: [][]string{{"gpu"}}},
 			}}},

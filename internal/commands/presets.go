@@ -15,14 +15,14 @@ import (
 	"github.com/perceptron/docker-perceptron/internal/presets"
 )
 
-func newPresetsCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
+func newPresetsCommand(dockerCLI command.Cli, deps Deps, st *stock) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "presets",
 		Short: "Manage run presets",
 		Args:  cli.NoArgs,
 		RunE:  command.ShowHelp(dockerCLI.Err()),
 	}
-	cmd.AddCommand(newPresetsListCommand(dockerCLI, deps), newPresetsShowCommand(dockerCLI, deps))
+	cmd.AddCommand(newPresetsListCommand(dockerCLI, deps, st), newPresetsShowCommand(dockerCLI, deps, st))
 	return cmd
 }
 
@@ -31,7 +31,7 @@ type presetsListOptions struct {
 	quiet  bool
 }
 
-func newPresetsListCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
+func newPresetsListCommand(dockerCLI command.Cli, deps Deps, st *stock) *cobra.Command {
 	var opts presetsListOptions
 	cmd := &cobra.Command{
 		Use:     "ls [OPTIONS]",
@@ -39,7 +39,7 @@ func newPresetsListCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 		Short:   "List presets",
 		Args:    cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runPresetsList(dockerCLI, deps, opts)
+			return runPresetsList(dockerCLI, deps, st, opts)
 		},
 	}
 	flags := cmd.Flags()
@@ -48,10 +48,10 @@ func newPresetsListCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 	return cmd
 }
 
-func runPresetsList(dockerCLI command.Cli, deps Deps, opts presetsListOptions) error {
-	store, err := loadPresets(dockerCLI, deps)
+func runPresetsList(dockerCLI command.Cli, deps Deps, st *stock, opts presetsListOptions) error {
+	store, err := loadPresets(deps, st)
 	if err != nil {
-		return cli.StatusError{StatusCode: 125, Status: err.Error()}
+		return err
 	}
 	format := opts.format
 	if format == "" {
@@ -106,14 +106,14 @@ type presetsShowOptions struct {
 	format string
 }
 
-func newPresetsShowCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
+func newPresetsShowCommand(dockerCLI command.Cli, deps Deps, st *stock) *cobra.Command {
 	var opts presetsShowOptions
 	cmd := &cobra.Command{
 		Use:   "show [OPTIONS] PRESET",
 		Short: "Show the options a preset adds, and why",
 		Args:  cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runPresetsShow(dockerCLI, deps, args[0], opts)
+			return runPresetsShow(dockerCLI, deps, st, args[0], opts)
 		},
 	}
 	cmd.Flags().StringVar(&opts.format, "format", "", "format output: 'json' or a Go template")
@@ -136,20 +136,20 @@ type optionView struct {
 	Explanation string `json:"explanation"`
 }
 
-func runPresetsShow(dockerCLI command.Cli, deps Deps, name string, opts presetsShowOptions) error {
-	store, err := loadPresets(dockerCLI, deps)
+func runPresetsShow(dockerCLI command.Cli, deps Deps, st *stock, name string, opts presetsShowOptions) error {
+	store, err := loadPresets(deps, st)
 	if err != nil {
-		return cli.StatusError{StatusCode: 125, Status: err.Error()}
+		return err
 	}
 	p, err := store.Get(name)
 	if err != nil {
-		return cli.StatusError{StatusCode: 125, Status: err.Error()}
+		return err
 	}
 	settings, err := store.Expand(name)
 	if err != nil {
-		return cli.StatusError{StatusCode: 125, Status: err.Error()}
+		return err
 	}
-	runFlags := stockFlags(dockerCLI, "run")()
+	runFlags := st.flags("run")
 	usage := func(flag string) string {
 		if f := runFlags.Lookup(flag); f != nil {
 			return f.Usage
@@ -170,7 +170,7 @@ func runPresetsShow(dockerCLI command.Cli, deps Deps, name string, opts presetsS
 	default:
 		tmpl, err := templates.Parse(opts.format)
 		if err != nil {
-			return cli.StatusError{StatusCode: 125, Status: "invalid --format: " + err.Error()}
+			return fmt.Errorf("invalid --format: %w", err)
 		}
 		if err := tmpl.Execute(out, view); err != nil {
 			return fmt.Errorf("rendering --format: %w", err)

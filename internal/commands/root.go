@@ -1,4 +1,7 @@
-// Package commands holds the docker perceptron commands, one file each.
+// Package commands holds the docker perceptron commands, one file each:
+// cobra wiring, one typed request, one call into a domain package, and the
+// rendering of its answer. Errors become exit statuses in one place
+// (toStatusError).
 package commands
 
 import (
@@ -11,8 +14,7 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
-	"github.com/perceptron/docker-perceptron/internal/alloc"
-	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/holders"
 	"github.com/perceptron/docker-perceptron/internal/ledger"
 	"github.com/perceptron/docker-perceptron/internal/preflight"
 )
@@ -52,7 +54,7 @@ func DefaultDeps() Deps {
 		SystemPresets: "/etc/docker/perceptron/presets.yaml",
 		UserPresets:   "", // resolved from DOCKER_CONFIG at run time
 		StateDir:      "",
-		CachePath:     alloc.DefaultCachePath(),
+		CachePath:     holders.DefaultCachePath(),
 		Now:           time.Now,
 		User:          currentUser,
 	}
@@ -61,7 +63,7 @@ func DefaultDeps() Deps {
 // DockerAPI is what docker perceptron asks the daemon itself: containers
 // for GPU holders, daemon facts and images for the pre-flight checks.
 type DockerAPI interface {
-	gpus.ContainerAPI
+	holders.ContainerAPI
 	preflight.API
 	ImageInspect(ctx context.Context, image string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error)
 }
@@ -75,6 +77,7 @@ func (d Deps) stateDir() string {
 
 // NewRootCommand returns the "perceptron" command with its subcommands.
 func NewRootCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
+	st := newStock(dockerCLI)
 	cmd := &cobra.Command{
 		Use:              "perceptron",
 		Short:            "Run deep-learning containers on shared GPU servers",
@@ -85,11 +88,11 @@ func NewRootCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(
-		newRunCommand(dockerCLI, deps),
-		newCreateCommand(dockerCLI, deps),
-		newPresetsCommand(dockerCLI, deps),
+		newRunCommand(dockerCLI, deps, st),
+		newCreateCommand(dockerCLI, deps, st),
+		newPresetsCommand(dockerCLI, deps, st),
 		newGpusCommand(dockerCLI, deps),
-		newDoctorCommand(dockerCLI, deps),
+		newDoctorCommand(dockerCLI, deps, st),
 	)
-	return cmd
+	return withStatus(cmd)
 }

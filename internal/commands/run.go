@@ -6,28 +6,17 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"os/user"
 	"path/filepath"
-	"strings"
-	"syscall"
-	"time"
 
-	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/config"
-	"github.com/docker/cli/opts"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/perceptron/docker-perceptron/internal/preflight"
 	"github.com/perceptron/docker-perceptron/internal/presets"
-)
-
-// Labels docker perceptron puts on the containers it creates.
-const (
-	labelUser    = "com.perceptron.user"
-	labelPresets = "com.perceptron.presets"
+	"github.com/perceptron/docker-perceptron/internal/request"
 )
 
 // runOptions are docker perceptron's own options of run and create; every
@@ -43,38 +32,22 @@ func (o *runOptions) addFlags(flags *pflag.FlagSet) {
 	flags.BoolVar(&o.dryRun, "dry-run", false, "print the equivalent docker command instead of running it")
 	flags.StringVar(&o.wait, "wait", "", "with --gpus auto: wait in line until enough GPUs are free, at most DURATION if given (e.g. --wait=30m)")
 	flags.Lookup("wait").NoOptDefVal = "0"
-	flags.String(optGPUMaxMemory, "", "with --gpus auto: a GPU using more memory than this is not free (default 1g)")
-	flags.String(optGPUMaxUtil, "", "with --gpus auto: a GPU busier than this percentage is not free (default 10)")
+	flags.String(request.OptGPUMaxMemory, "", "with --gpus auto: a GPU using more memory than this is not free (default 1g)")
+	flags.String(request.OptGPUMaxUtil, "", "with --gpus auto: a GPU busier than this percentage is not free (default 10)")
 }
 
-// waitLimit returns whether to wait for GPUs, and for how long at most (0:
-// no limit).
-func (o *runOptions) waitLimit() (bool, time.Duration, error) {
-	switch o.wait {
-	case "":
-		return false, 0, nil
-	case "0":
-		return true, 0, nil
-	}
-	d, err := time.ParseDuration(o.wait)
-	if err != nil || d < 0 {
-		return false, 0, fmt.Errorf("invalid --wait %q: use a duration such as 30m, or --wait alone to wait as long as it takes", o.wait)
-	}
-	return true, d, nil
+func newRunCommand(dockerCLI command.Cli, deps Deps, st *stock) *cobra.Command {
+	return newContainerCommand(dockerCLI, deps, st, "run", "Create and run a new container from an image, with presets")
 }
 
-func newRunCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
-	return newContainerCommand(dockerCLI, deps, "run", "Create and run a new container from an image, with presets")
-}
-
-func newCreateCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
-	return newContainerCommand(dockerCLI, deps, "create", "Create a new container, with presets")
+func newCreateCommand(dockerCLI command.Cli, deps Deps, st *stock) *cobra.Command {
+	return newContainerCommand(dockerCLI, deps, st, "create", "Create a new container, with presets")
 }
 
 // newContainerCommand returns run or create: docker perceptron's options are
 // read, the presets merged with the user's options, and the result handed to
 // docker/cli's own command of the same name.
-func newContainerCommand(dockerCLI command.Cli, deps Deps, name, short string) *cobra.Command {
+func newContainerCommand(dockerCLI command.Cli, deps Deps, st *stock, name, short string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   name + " [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: short,
@@ -82,21 +55,21 @@ func newContainerCommand(dockerCLI command.Cli, deps Deps, name, short string) *
 			"first, in order, then the options given here, so the options given here win.",
 		Example: "  docker perceptron " + name + " --preset tf-train nvcr.io/nvidia/tensorflow:25.01-tf2-py3\n" +
 			"  docker perceptron " + name + " --preset pytorch-train --shm-size 16g -v \"$PWD:/work\" IMAGE python train.py",
-		// The stock command parses the options; ours are picked out in RunE.
+		// The stock command's flags parse the options; ours are picked out.
 		DisableFlagParsing:    true,
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			inv, err := parseContainerArgs(stockFlags(dockerCLI, name)(), args)
+			inv, err := parseContainerArgs(st.flags(name), args)
 			if err != nil {
-				return cli.StatusError{StatusCode: 125, Status: fmt.Sprintf("%s\nSee 'docker perceptron %s --help'.", err, name)}
+				return fmt.Errorf("%w\nSee 'docker perceptron %s --help'.", err, name)
 			}
 			if inv.help {
 				return cmd.Help()
 			}
 			if len(inv.positional) == 0 {
-				return cli.StatusError{StatusCode: 125, Status: fmt.Sprintf("\"docker perceptron %s\" requires at least 1 argument.\nSee 'docker perceptron %s --help'.\n\nUsage:  %s", name, name, cmd.UseLine())}
+				return fmt.Errorf("\"docker perceptron %s\" requires at least 1 argument.\nSee 'docker perceptron %s --help'.\n\nUsage:  %s", name, name, cmd.UseLine())
 			}
-			return runContainer(cmd.Context(), dockerCLI, deps, name, inv)
+			return runContainer(cmd.Context(), dockerCLI, deps, st, name, inv)
 		},
 	}
 	var forHelp runOptions
@@ -108,7 +81,7 @@ func newContainerCommand(dockerCLI command.Cli, deps Deps, name, short string) *
 	helpFunc := cmd.HelpFunc()
 	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
 		if c.Flags().Lookup("shm-size") == nil {
-			c.Flags().AddFlagSet(stockFlags(dockerCLI, name)())
+			c.Flags().AddFlagSet(st.flags(name))
 		}
 		helpFunc(c, args)
 	})
@@ -123,31 +96,25 @@ type invocation struct {
 	positional []string          // IMAGE [COMMAND] [ARG...]
 }
 
-// rawValue stands in for an option whose values docker perceptron extends
-// ("--gpus auto:2"), so that the stock parser does not reject them here.
-type rawValue struct{ v string }
-
-func (r *rawValue) String() string     { return r.v }
-func (r *rawValue) Set(v string) error { r.v = v; return nil }
-func (r *rawValue) Type() string       { return "string" }
-
 // parseContainerArgs reads a run/create command line with the stock
 // command's flag set (which stops at the image) plus docker perceptron's
-// options. Each docker option is checked by docker's own parser.
+// options. Each docker option is checked by docker's own parser, each of
+// docker perceptron's values by internal/request.
 func parseContainerArgs(flags *pflag.FlagSet, args []string) (invocation, error) {
 	var inv invocation
 	flags.SetOutput(io.Discard)
 	inv.addFlags(flags)
-	if g := flags.Lookup("gpus"); g != nil {
-		g.Value = &rawValue{}
-	}
 	own := map[string]bool{"preset": true, "dry-run": true, "wait": true}
 	err := flags.ParseAll(args, func(f *pflag.Flag, value string) error {
-		if err := f.Value.Set(value); err != nil {
-			return fmt.Errorf("invalid argument %q for \"--%s\" flag: %w", value, f.Name, err)
-		}
-		if _, err := specialSetting(f.Name, value); err != nil {
+		handled, err := request.CheckSetting(f.Name, value)
+		if err != nil {
 			return err
+		}
+		// "--gpus auto" is ours; docker's parser checks the rest.
+		if !handled || f.Name != "gpus" {
+			if err := f.Value.Set(value); err != nil {
+				return fmt.Errorf("invalid argument %q for \"--%s\" flag: %w", value, f.Name, err)
+			}
 		}
 		switch {
 		case own[f.Name]:
@@ -169,95 +136,111 @@ func parseContainerArgs(flags *pflag.FlagSet, args []string) (invocation, error)
 	return inv, nil
 }
 
-// runContainer merges the presets with the user's options and runs the
-// stock command, or prints it with --dry-run.
-func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, name string, inv invocation) error {
-	store, err := loadPresets(dockerCLI, deps)
+// buildRequest merges the presets with the user's options and reads the
+// result into the run's typed request, once.
+func buildRequest(dockerCLI command.Cli, deps Deps, st *stock, name string, inv invocation) (request.Run, error) {
+	store, err := loadPresets(deps, st)
 	if err != nil {
-		return cli.StatusError{StatusCode: 125, Status: err.Error()}
+		return request.Run{}, err
 	}
 	fromPresets, err := store.Expand(inv.presets...)
 	if err != nil {
-		return cli.StatusError{StatusCode: 125, Status: err.Error()}
+		return request.Run{}, err
 	}
-	fileKeys, err := userFileKeys(inv.user)
+	merged, err := presets.MergeUser(fromPresets, inv.user, dockerCLI.In().IsTerminal())
 	if err != nil {
-		return cli.StatusError{StatusCode: 125, Status: err.Error()}
+		return request.Run{}, err
 	}
-	settings := presets.Merge(presets.DropKeys(fromPresets, fileKeys), inv.user)
-	settings = resolveTTY(settings, dockerCLI.In().IsTerminal())
-	wait, waitLimit, err := inv.waitLimit()
+	return request.Build(request.Input{
+		Command: name, Presets: inv.presets, DryRun: inv.dryRun, Wait: inv.wait,
+		Merged: merged, FromPresets: fromPresets, User: inv.user,
+		Positional: inv.positional, Training: store.Training(inv.presets...),
+	})
+}
+
+// runContainer checks the run before anything is claimed or created, claims
+// its GPUs, and runs the stock command, or prints it with --dry-run.
+func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *stock, name string, inv invocation) error {
+	req, err := buildRequest(dockerCLI, deps, st, name, inv)
 	if err != nil {
-		return cli.StatusError{StatusCode: 125, Status: err.Error()}
+		return err
 	}
-	quiet := isSet(settings, "quiet")
 	deps, closeNVML := deps.withNVMLSession()
 	defer closeNVML()
-	var daemon *preflight.DaemonInfo
-	if !inv.dryRun {
-		in := preflightInput(ctx, dockerCLI, deps, inv, fromPresets, settings)
-		if err := reportPreflight(dockerCLI, preflight.Run(in), quiet); err != nil {
+	host, err := gatherHost(ctx, dockerCLI, deps, req)
+	if err != nil {
+		return err
+	}
+	if !req.DryRun {
+		host.Apply(&req.Preflight)
+		if err := reportPreflight(dockerCLI, preflight.Run(req.Preflight), req.Quiet); err != nil {
 			return err
 		}
-		if in.Daemon.ServerVersion != "" {
-			daemon = &in.Daemon
-		}
 	}
-	settings, release, err := claimWithSignals(ctx, waitLimit, func(ctx context.Context) ([]presets.Setting, func(), error) {
-		return claimGPUs(ctx, dockerCLI, deps, settings, daemon, inv.dryRun, wait, quiet)
+	claimed, release, err := claimWithSignals(ctx, req.Wait.Limit, func(ctx context.Context) (request.Claimed, func(), error) {
+		return claimGPUs(ctx, dockerCLI, deps, req, host)
 	})
 	if err != nil {
-		return cli.StatusError{StatusCode: 125, Status: err.Error()}
+		return err
 	}
 	// The container, once created, carries the claim in its labels.
 	defer release()
 	afterClaimHook()
-	if len(inv.presets) > 0 {
-		settings = presets.Merge([]presets.Setting{{Flag: "label", Value: labelPresets + "=" + strings.Join(inv.presets, ",")}}, settings)
-	}
-	if u := deps.User(); u != "" {
-		settings = presets.Merge([]presets.Setting{{Flag: "label", Value: labelUser + "=" + u}}, settings)
-	}
-
-	args := append(presets.Args(settings), inv.positional...)
-	if inv.dryRun {
+	claimed.User = deps.User()
+	args := req.Args(claimed)
+	if req.DryRun {
 		_, err := fmt.Fprintln(dockerCLI.Out(), presets.CommandLine(append([]string{"docker", name}, args...)...))
 		return err
 	}
-	return execStock(ctx, dockerCLI, name, args)
+	return st.exec(ctx, name, args)
 }
 
-// claimWithSignals runs claim with a context that Ctrl-C (or SIGTERM), and
-// the --wait limit when there is one, cancel: waiting for GPUs stops cleanly.
-func claimWithSignals(ctx context.Context, limit time.Duration, claim func(context.Context) ([]presets.Setting, func(), error)) ([]presets.Setting, func(), error) {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if limit > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, limit)
-		defer cancel()
+// gatherHost asks the daemon, the image and NVML what the pre-flight checks
+// and the GPU choice need, all at once, and only when they need it. --gpus
+// auto is refused for a daemon on another host before anything is asked.
+func gatherHost(ctx context.Context, dockerCLI command.Cli, deps Deps, req request.Run) (preflight.Host, error) {
+	endpoint := dockerCLI.DockerEndpoint().Host
+	auto := req.GPUs.Auto > 0
+	if auto && !preflight.IsLocal(endpoint, "") {
+		return preflight.Host{}, remoteDaemonError(endpoint)
 	}
-	return claim(ctx)
-}
-
-// isSet reports whether the boolean option flag is set to true.
-func isSet(settings []presets.Setting, flag string) bool {
-	set := false
-	for _, s := range settings {
-		if s.Flag == flag {
-			set = s.Value == "true"
+	checks := !req.DryRun && req.Preflight.NeedsHost()
+	if !checks && !auto {
+		return preflight.Host{DockerHost: endpoint}, nil
+	}
+	api := deps.API(dockerCLI)
+	src := preflight.Sources{API: api, DockerHost: endpoint, PATH: os.Getenv("PATH")}
+	if checks && req.Preflight.GPURequested {
+		src.Image = func(ctx context.Context) (*preflight.ImageInfo, error) {
+			img, err := api.ImageInspect(ctx, req.Positional[0])
+			if err != nil || img.Config == nil {
+				return nil, err
+			}
+			return &preflight.ImageInfo{Env: img.Config.Env}, nil
+		}
+		if preflight.IsLocalHost(endpoint) {
+			src.NVML = deps.NVML
 		}
 	}
-	return set
+	host := preflight.Gather(ctx, src)
+	if auto && host.DaemonErr == nil && !host.Daemon.Local {
+		return preflight.Host{}, remoteDaemonError(endpoint)
+	}
+	return host, nil
 }
 
-// loadPresets reads the built-in presets and the preset files.
-func loadPresets(dockerCLI command.Cli, deps Deps) (*presets.Store, error) {
+func remoteDaemonError(endpoint string) error {
+	return fmt.Errorf("--gpus auto chooses among this host's GPUs, but the Docker daemon is at %s: choose GPUs there, or give docker's own --gpus (device=...)", endpoint)
+}
+
+// loadPresets reads the built-in presets and the preset files, each value
+// checked by docker's parsers and internal/request.
+func loadPresets(deps Deps, st *stock) (*presets.Store, error) {
 	paths := presetFilePaths(deps)
 	files := []presets.File{{Path: paths[0], Source: presets.SourceSystem}, {Path: paths[1], Source: presets.SourceUser}}
 	return presets.Load(presets.Builtin, files, presets.Options{
-		Flags:   stockFlags(dockerCLI, "run"),
-		Special: specialSetting,
+		Flags:   func() *pflag.FlagSet { return st.flags("run") },
+		Special: request.CheckSetting,
 	})
 }
 
@@ -269,64 +252,6 @@ func presetFilePaths(deps Deps) [2]string {
 		user = filepath.Join(config.Dir(), "perceptron", "presets.yaml")
 	}
 	return [2]string{deps.SystemPresets, user}
-}
-
-// specialSetting checks the preset values that docker perceptron gives a
-// meaning of its own.
-func specialSetting(flag, value string) (bool, error) {
-	switch flag {
-	case "tty":
-		return value == "auto", nil
-	case "gpus":
-		_, ok, err := parseGPUAuto(value)
-		return ok, err
-	case optGPUMaxMemory, optGPUMaxUtil:
-		_, err := parseThreshold(flag, value)
-		return true, err
-	}
-	return false, nil
-}
-
-// resolveTTY turns "tty: auto" into --tty when stdin is a terminal, and
-// drops it otherwise, so interactive presets work from scripts and CI.
-func resolveTTY(settings []presets.Setting, stdinIsTerminal bool) []presets.Setting {
-	out := make([]presets.Setting, 0, len(settings))
-	for _, s := range settings {
-		if s.Flag == "tty" && s.Value == "auto" {
-			if !stdinIsTerminal {
-				continue
-			}
-			s.Value = "true"
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-// userFileKeys returns the keys that the user's --env-file and --label-file
-// set, as presets.Key names them: they win over a preset's values.
-func userFileKeys(user []presets.Setting) ([]string, error) {
-	var keys []string
-	for _, s := range user {
-		var ns string
-		switch s.Flag {
-		case "env-file":
-			ns = "env"
-		case "label-file":
-			ns = "label"
-		default:
-			continue
-		}
-		kvs, err := opts.ReadKVStrings([]string{s.Value}, nil)
-		if err != nil {
-			return nil, fmt.Errorf("reading --%s: %w", s.Flag, err)
-		}
-		for _, kv := range kvs {
-			k, _ := presets.Key(ns, kv)
-			keys = append(keys, k)
-		}
-	}
-	return keys, nil
 }
 
 // currentUser names the user who runs docker perceptron, for the label that

@@ -21,7 +21,6 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/golden"
 
-	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 )
 
@@ -201,20 +200,4 @@ func TestRunGPUAutoRemoteDaemon(t *testing.T) {
 	assert.ErrorContains(t, err, "--gpus auto chooses among this host's GPUs, but the Docker daemon is at tcp://192.0.2.10:2376")
 	assert.Check(t, !nvmlUsed, "NVML was read for a remote daemon")
 	assert.Check(t, is.Equal(out.String(), ""))
-}
-
-func TestCommonBrand(t *testing.T) {
-	tesla, geforce := gpus.Device{Brand: 2}, gpus.Device{Brand: 5}
-	tests := []struct {
-		devices []gpus.Device
-		want    string
-	}{
-		{[]gpus.Device{tesla, tesla}, "tesla"},
-		{[]gpus.Device{tesla, geforce}, ""},
-		{[]gpus.Device{tesla, {Brand: -1}}, ""},
-		{nil, ""},
-	}
-	for _, tc := range tests {
-		assert.Check(t, is.Equal(commonBrand(tc.devices), tc.want))
-	}
 }

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -110,17 +111,30 @@ func openDir(dir string, create bool) (*os.File, error) {
 	return f, nil
 }
 
-// checkDir decides whether a directory may hold claims.
+// checkDir decides whether a directory may hold claims (see JudgeDir).
 func checkDir(dir string, st *unix.Stat_t, uid uint32) error {
-	worldWritable := st.Mode&0o002 != 0
-	sticky := st.Mode&unix.S_ISVTX != 0
-	switch {
-	case worldWritable && !sticky:
+	switch JudgeDir(fs.FileMode(st.Mode&0o777)|modeBits(st.Mode), st.Uid, uid) {
+	case DirNotSticky:
 		return fmt.Errorf("%w: %s is world-writable without the sticky bit (anyone could remove or replace claims); run chmod 1777 %s", ErrUnsafeDir, dir, dir)
-	case st.Uid == uid || st.Uid == 0, worldWritable && sticky:
-		return nil
+	case DirForeign:
+		return fmt.Errorf("%w: %s belongs to user %d and is not shared (mode %#o, want 1777); remove it or set %s", ErrUnsafeDir, dir, st.Uid, st.Mode&0o7777, EnvStateDir)
 	}
-	return fmt.Errorf("%w: %s belongs to user %d and is not shared (mode %#o, want 1777); remove it or set %s", ErrUnsafeDir, dir, st.Uid, st.Mode&0o7777, EnvStateDir)
+	return nil
+}
+
+// modeBits turns stat's sticky, setgid and setuid bits into fs.FileMode's.
+func modeBits(m uint32) fs.FileMode {
+	var out fs.FileMode
+	if m&unix.S_ISVTX != 0 {
+		out |= fs.ModeSticky
+	}
+	if m&unix.S_ISGID != 0 {
+		out |= fs.ModeSetgid
+	}
+	if m&unix.S_ISUID != 0 {
+		out |= fs.ModeSetuid
+	}
+	return out
 }
 
 // readFile reads the regular file name in dir without following symlinks or

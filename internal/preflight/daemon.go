@@ -79,12 +79,11 @@ func DaemonFacts(ctx context.Context, api API, dockerHost string) (DaemonInfo, e
 		ServerVersion:   info.ServerVersion,
 		APIVersion:      ping.APIVersion,
 		OperatingSystem: info.OperatingSystem,
-		// Docker Desktop's socket is local but its daemon runs in a VM.
-		Local:          IsLocalHost(dockerHost) && info.OperatingSystem != "Docker Desktop",
-		DefaultRuntime: info.DefaultRuntime,
-		CDISpecDirs:    info.CDISpecDirs,
-		CgroupDriver:   info.CgroupDriver,
-		CgroupVersion:  info.CgroupVersion,
+		Local:           IsLocal(dockerHost, info.OperatingSystem),
+		DefaultRuntime:  info.DefaultRuntime,
+		CDISpecDirs:     info.CDISpecDirs,
+		CgroupDriver:    info.CgroupDriver,
+		CgroupVersion:   info.CgroupVersion,
 	}
 	for name := range info.Runtimes {
 		d.Runtimes = append(d.Runtimes, name)
@@ -111,6 +110,15 @@ func displayHost(h string) string {
 		return "the default socket"
 	}
 	return h
+}
+
+// IsLocal is the one rule of "the daemon runs on this host", so that this
+// host's NVML, files and limits are the daemon's: its address is on this
+// machine (IsLocalHost) and it is not Docker Desktop, whose socket is local
+// but whose daemon runs in a VM. operatingSystem is docker info's; "" when
+// the daemon was not asked.
+func IsLocal(dockerHost, operatingSystem string) bool {
+	return IsLocalHost(dockerHost) && operatingSystem != "Docker Desktop"
 }
 
 // IsLocalHost reports whether a docker host address is on this machine:

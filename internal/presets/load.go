@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -128,6 +129,13 @@ func (p *Preset) parseBody(body *yaml.Node, opts Options) error {
 		keyNode, val := body.Content[i], body.Content[i+1]
 		key := keyNode.Value
 		switch key {
+		case "training":
+			b, err := strconv.ParseBool(val.Value)
+			if val.Kind != yaml.ScalarNode || err != nil {
+				return fail(val, "training must be true or false")
+			}
+			p.Training = &b
+			continue
 		case "description", "extends":
 			if val.Kind != yaml.ScalarNode {
 				return fail(val, "%s must be a string", key)

@@ -37,10 +37,13 @@ type Preset struct {
 	Name        string
 	Description string
 	Extends     string
-	Source      Source
-	File        string // "" for built-in presets
-	Line        int
-	Settings    []Setting
+	// Training marks a preset for training jobs (DataLoader workers share
+	// batches through /dev/shm); nil inherits it through Extends.
+	Training *bool
+	Source   Source
+	File     string // "" for built-in presets
+	Line     int
+	Settings []Setting
 }
 
 // Where names the preset's definition for error messages.
@@ -107,6 +110,24 @@ func (s *Store) Expand(names ...string) ([]Setting, error) {
 		out = Merge(out, settings)
 	}
 	return out, nil
+}
+
+// Training reports whether any of the named presets is meant for training:
+// its own "training" key, else the nearest one up its extends chain.
+func (s *Store) Training(names ...string) bool {
+	for _, name := range names {
+		seen := map[string]bool{}
+		for p, err := s.Get(name); err == nil && !seen[p.Name]; p, err = s.Get(p.Extends) {
+			seen[p.Name] = true
+			if p.Training != nil {
+				if *p.Training {
+					return true
+				}
+				break
+			}
+		}
+	}
+	return false
 }
 
 func (s *Store) expand(name string, seen []string) ([]Setting, error) {

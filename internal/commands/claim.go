@@ -1,0 +1,141 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/docker/cli/cli/command"
+
+	"github.com/perceptron/docker-perceptron/internal/alloc"
+	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/holders"
+	"github.com/perceptron/docker-perceptron/internal/preflight"
+	"github.com/perceptron/docker-perceptron/internal/request"
+)
+
+// claimWithSignals runs claim with a context that Ctrl-C (or SIGTERM), and
+// the --wait limit when there is one, cancel: waiting for GPUs stops cleanly.
+func claimWithSignals(ctx context.Context, limit time.Duration, claim func(context.Context) (request.Claimed, func(), error)) (request.Claimed, func(), error) {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
+	return claim(ctx)
+}
+
+// claimGPUs chooses and claims the GPUs of --gpus auto[:N] (for a dry run,
+// only chooses). host is what was learnt of the daemon. release is never nil.
+func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req request.Run, host preflight.Host) (_ request.Claimed, release func(), _ error) {
+	release = func() {}
+	if req.GPUs.Auto == 0 {
+		return request.Claimed{}, release, nil
+	}
+	cache := holders.OpenFileCache(deps.CachePath)
+	defer func() { _ = cache.Save() }()
+	a := newAllocator(dockerCLI, deps, cache, host.Daemon.DefaultRuntime)
+	ask := alloc.Request{Count: req.GPUs.Auto, Thresholds: req.Thresholds, Wait: req.Wait.Enabled}
+	if req.DryRun {
+		devices, err := a.Peek(ctx, ask)
+		return request.Claimed{UUIDs: alloc.UUIDs(devices)}, release, err
+	}
+	c, err := a.Claim(ctx, ask)
+	if err != nil {
+		return request.Claimed{}, release, err
+	}
+	if !req.Quiet {
+		_, _ = fmt.Fprintln(dockerCLI.Err(), describeChoice(c.Devices))
+	}
+	return request.Claimed{UUIDs: c.UUIDs(), Token: c.Token}, func() { _ = c.Release() }, nil
+}
+
+// newAllocator returns the GPU allocator for dockerCLI's daemon, which is on
+// this host. Holders are found with two small list calls through the user's
+// reservation cache, not a list of every container.
+func newAllocator(dockerCLI command.Cli, deps Deps, cache *holders.FileCache, defaultRuntime string) *alloc.Allocator {
+	api := deps.API(dockerCLI)
+	return &alloc.Allocator{
+		NVML: deps.NVML,
+		Holders: holders.Finder{
+			API: api, ProcRoot: deps.ProcRoot, Cache: cache, List: cache.List(api),
+			// It decides whether a container's NVIDIA_VISIBLE_DEVICES
+			// gives it GPUs.
+			DefaultRuntime: defaultRuntime,
+		},
+		StateDir: deps.stateDir(),
+		Now:      deps.Now,
+		Waiting: func(msg string) {
+			_, _ = fmt.Fprintln(dockerCLI.Err(), msg)
+		},
+	}
+}
+
+// describeChoice is the line that tells the user which GPUs they got.
+func describeChoice(devices []gpus.Device) string {
+	parts := make([]string, len(devices))
+	for i, d := range devices {
+		parts[i] = fmt.Sprintf("GPU %d (%s, %s)", d.Index, d.UUID, d.Name)
+	}
+	return "using " + strings.Join(parts, ", ")
+}
+
+// reportPreflight prints the warnings (unless quiet) and returns the
+// failures as the error that stops the run.
+func reportPreflight(dockerCLI command.Cli, findings []preflight.Finding, quiet bool) error {
+	var failures []string
+	for _, f := range findings {
+		line := f.Message
+		if f.Fix != "" {
+			line += " (fix: " + f.Fix + ")"
+		}
+		switch f.Level {
+		case preflight.Fail:
+			failures = append(failures, line)
+		case preflight.Warn:
+			if !quiet {
+				_, _ = fmt.Fprintln(dockerCLI.Err(), "WARNING: "+line)
+			}
+		}
+	}
+	if len(failures) > 0 {
+		return errors.New(strings.Join(failures, "\n"))
+	}
+	return nil
+}
+
+// withNVMLSession returns deps whose NVML is one library, initialised on
+// first use and kept until done: the pre-flight checks and the GPU choice of
+// one command then share it. Their own Init/Shutdown pairs only count
+// references, as NVML's nvmlInit does.
+func (d Deps) withNVMLSession() (_ Deps, done func()) {
+	var (
+		once     sync.Once
+		lib      nvml.Interface
+		err      error
+		shutdown func()
+	)
+	open := d.NVML
+	d.NVML = func() (nvml.Interface, error) {
+		once.Do(func() {
+			if lib, err = open(); err == nil {
+				shutdown, err = gpus.Init(lib)
+			}
+		})
+		return lib, err
+	}
+	return d, func() {
+		if shutdown != nil {
+			shutdown()
+		}
+	}
+}

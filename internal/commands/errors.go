@@ -1,0 +1,52 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/docker/cli/cli"
+	"github.com/spf13/cobra"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus"
+)
+
+// errChecksFailed is returned by doctor when a check failed.
+type errChecksFailed struct{ n int }
+
+func (e errChecksFailed) Error() string {
+	if e.n == 1 {
+		return "1 check failed"
+	}
+	return fmt.Sprintf("%d checks failed", e.n)
+}
+
+// toStatusError is the one place an error becomes an exit status, as
+// docker/cli's own toStatusError: docker's (the stock run's, the
+// container's exit status) pass as they are; a host without a usable NVIDIA
+// driver and failed doctor checks exit 1; every other error of docker
+// perceptron's exits 125, as docker run's own errors do. The error stays the
+// Cause, so callers can still errors.As the domain packages' typed errors.
+func toStatusError(err error) error {
+	var status cli.StatusError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &status):
+		return err
+	case errors.Is(err, gpus.ErrNoDriver), errors.As(err, new(errChecksFailed)):
+		return cli.StatusError{StatusCode: 1, Status: err.Error(), Cause: err}
+	}
+	return cli.StatusError{StatusCode: 125, Status: err.Error(), Cause: err}
+}
+
+// withStatus makes every command under cmd map its errors with
+// toStatusError.
+func withStatus(cmd *cobra.Command) *cobra.Command {
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(c *cobra.Command, args []string) error { return toStatusError(run(c, args)) }
+	}
+	for _, sub := range cmd.Commands() {
+		withStatus(sub)
+	}
+	return cmd
+}

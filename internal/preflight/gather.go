@@ -1,0 +1,129 @@
+package preflight
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus"
+)
+
+// Host is what the checks know of the daemon and of this host, gathered by
+// Gather for `run` and `doctor` alike.
+type Host struct {
+	DockerHost string
+	Daemon     DaemonInfo
+	DaemonErr  error // the daemon could not be asked; Daemon is empty
+	// Inventory and NVMLErr are NVML's answer (gpus.Load), when asked.
+	Inventory gpus.Inventory
+	NVMLErr   error
+	// Image is the image's config, when asked and present locally.
+	Image *ImageInfo
+	// This user's hard RLIMIT_MEMLOCK (-1 unlimited, 0 unknown), whether
+	// this host withholds CAP_SYS_RESOURCE (see LacksSysResource) and has
+	// NVIDIA links in /dev/char (see NvidiaDevCharLinks): this host's, so
+	// the daemon's only when it is local.
+	MemlockHard      int64
+	LacksSysResource bool
+	DevCharLinks     bool
+}
+
+// Sources are where Gather asks.
+type Sources struct {
+	API        API
+	DockerHost string // dockerCLI.DockerEndpoint().Host
+	// PATH is this process's PATH, for the hook when dockerd's cannot be read.
+	PATH string
+	// NVML opens the NVML library; nil: NVML is not asked.
+	NVML func() (nvml.Interface, error)
+	// Image inspects the image to run; nil: no image is looked at.
+	Image func(ctx context.Context) (*ImageInfo, error)
+	// DevDir is "/dev", where NvidiaDevCharLinks looks; "" does not look.
+	DevDir string
+}
+
+// Gather asks the daemon, NVML and the image at once, then reads this host's
+// limits and dockerd's PATH when the daemon is on this host.
+func Gather(ctx context.Context, src Sources) Host {
+	h := Host{DockerHost: src.DockerHost}
+	var wg sync.WaitGroup
+	wg.Go(func() { h.Daemon, h.DaemonErr = DaemonFacts(ctx, src.API, src.DockerHost) })
+	if src.Image != nil {
+		wg.Go(func() { h.Image, _ = src.Image(ctx) })
+	}
+	if src.NVML != nil {
+		wg.Go(func() { h.Inventory, h.NVMLErr = loadInventory(src.NVML) })
+	}
+	wg.Wait()
+	if hard, err := MemlockHardLimit(); err == nil {
+		h.MemlockHard = hard
+	}
+	if h.DaemonErr == nil && h.Daemon.Local {
+		h.Daemon.HookOnPath = LookupDaemonHook(src.DockerHost, src.PATH)
+		h.LacksSysResource = LacksSysResource()
+		if src.DevDir != "" {
+			h.DevCharLinks = NvidiaDevCharLinks(src.DevDir)
+		}
+	}
+	return h
+}
+
+// loadInventory reads the GPUs with gpus.Load, whose errors say how to check
+// the driver.
+func loadInventory(open func() (nvml.Interface, error)) (gpus.Inventory, error) {
+	lib, err := open()
+	if err != nil {
+		return gpus.Inventory{}, err
+	}
+	return gpus.Load(lib) // a nil lib is gpus.ErrNoDriver
+}
+
+// Apply completes a run's input with the host's facts. With the daemon out
+// of reach it adds nothing: the stock command reports that in its own
+// words. This host's driver and limits count only when the daemon is local.
+func (h Host) Apply(in *Input) {
+	if h.DaemonErr != nil {
+		return
+	}
+	in.Daemon = h.Daemon
+	in.Image = h.Image
+	if !h.Daemon.Local {
+		return
+	}
+	in.HostMemlockHard = h.MemlockHard
+	in.HostLacksSysResource = h.LacksSysResource
+	if h.NVMLErr == nil {
+		in.HostCUDA, in.HostDriver = h.Inventory.CUDAVersion, h.Inventory.DriverVersion
+		in.HostBrand = commonBrand(h.Inventory.Devices)
+	}
+}
+
+// commonBrand is the NVIDIA_REQUIRE_CUDA brand name of the host's GPUs when
+// they all have the same one (the GPUs are not chosen yet), else "".
+func commonBrand(devices []gpus.Device) string {
+	brand := ""
+	for i, d := range devices {
+		b := BrandName(d.Brand)
+		if b == "" || (i > 0 && b != brand) {
+			return ""
+		}
+		brand = b
+	}
+	return brand
+}
+
+// NeedsHost reports whether the checks of in look at the daemon and host at
+// all: for a GPU, or a memlock limit.
+func (in Input) NeedsHost() bool {
+	if in.GPURequested {
+		return true
+	}
+	for _, u := range in.Ulimits {
+		if strings.HasPrefix(u, "memlock=") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,151 @@
+package request
+
+import (
+	"strings"
+
+	"github.com/docker/cli/opts"
+	"github.com/docker/go-units"
+
+	"github.com/perceptron/docker-perceptron/internal/alloc"
+	"github.com/perceptron/docker-perceptron/internal/labels"
+	"github.com/perceptron/docker-perceptron/internal/preflight"
+	"github.com/perceptron/docker-perceptron/internal/presets"
+)
+
+// Run is a docker perceptron run or create, read once from the merged
+// settings.
+type Run struct {
+	Command string   // "run" or "create"
+	Presets []string // the presets applied, in order
+	DryRun  bool
+	Quiet   bool // -q: no pull output, no GPU line, no warnings
+	GPUs    GPUs
+	// Thresholds decide which GPUs are free for GPUs.Auto.
+	Thresholds alloc.Thresholds
+	Wait       Wait
+	// Docker are docker's own options, without docker perceptron's.
+	Docker []presets.Setting
+	// Positional is IMAGE [COMMAND] [ARG...].
+	Positional []string
+	// Preflight is what the settings tell the pre-flight checks; the host's
+	// facts are gathered into it later.
+	Preflight preflight.Input
+}
+
+// Input is what Build reads.
+type Input struct {
+	Command string
+	Presets []string
+	DryRun  bool
+	Wait    string // --wait as given
+	// Merged are the settings after presets.MergeUser; FromPresets and User
+	// the two sides of that merge.
+	Merged, FromPresets, User []presets.Setting
+	Positional                []string
+	// Training is whether a preset applied is a training preset.
+	Training bool
+}
+
+// Build reads the merged settings into a Run.
+func Build(in Input) (Run, error) {
+	r := Run{
+		Command: in.Command, Presets: in.Presets, DryRun: in.DryRun, Positional: in.Positional,
+		Thresholds: alloc.DefaultThresholds(),
+	}
+	var err error
+	if r.Wait, err = ParseWait(in.Wait); err != nil {
+		return Run{}, err
+	}
+	for _, s := range in.Merged {
+		own, err := r.read(s)
+		if err != nil {
+			return Run{}, err
+		}
+		if !own {
+			r.Docker = append(r.Docker, s)
+		}
+	}
+	r.Preflight.GPURequested = r.GPUs.Requested()
+	r.Preflight.GPUChoice = r.GPUs.Specific()
+	r.Preflight.ShmSizeBytes = shmSize(in.User)
+	r.Preflight.PresetShmSizeBytes = shmSize(in.FromPresets)
+	r.Preflight.TrainingPreset = in.Training
+	return r, nil
+}
+
+// read takes in one setting; own is true for docker perceptron's, which
+// docker never sees.
+func (r *Run) read(s presets.Setting) (own bool, err error) {
+	p := &r.Preflight
+	switch s.Flag {
+	case OptGPUMaxMemory, OptGPUMaxUtil:
+		return true, thresholds(&r.Thresholds, s.Flag, s.Value)
+	case "gpus":
+		g, err := ParseGPUs(s.Value)
+		r.GPUs = g
+		return g.Own(), err
+	case "quiet":
+		r.Quiet = s.Value == "true"
+	case "privileged":
+		p.Privileged = s.Value == "true"
+	case "ipc":
+		p.IPCHost = s.Value == "host"
+	case "ulimit":
+		p.Ulimits = append(p.Ulimits, s.Value)
+	case "env":
+		p.Env = append(p.Env, s.Value)
+	case "env-file":
+		// An env file's values come before -e's, which win.
+		if kvs, err := opts.ReadKVEnvStrings([]string{s.Value}, nil); err == nil {
+			p.Env = append(kvs, p.Env...)
+		}
+	}
+	return false, nil
+}
+
+// shmSize returns the last --shm-size of settings in bytes, 0 if none.
+func shmSize(settings []presets.Setting) int64 {
+	var n int64
+	for _, s := range settings {
+		if s.Flag == "shm-size" {
+			if b, err := units.RAMInBytes(s.Value); err == nil {
+				n = b
+			}
+		}
+	}
+	return n
+}
+
+// Claimed is what docker perceptron adds to a run: the GPUs it chose (by
+// UUID) with the claim's token, and who runs it.
+type Claimed struct {
+	UUIDs []string
+	Token string // "" for a dry run, which claims nothing
+	User  string // "" when unknown
+}
+
+// Args returns the docker run/create arguments: docker's options with the
+// chosen GPUs and docker perceptron's labels, then IMAGE [COMMAND] [ARG...].
+// The user's own settings win over the NVIDIA_VISIBLE_DEVICES set here.
+func (r Run) Args(c Claimed) []string {
+	var add []presets.Setting
+	if c.User != "" {
+		add = append(add, presets.Setting{Flag: "label", Value: labels.User + "=" + c.User})
+	}
+	if len(r.Presets) > 0 {
+		add = append(add, presets.Setting{Flag: "label", Value: labels.Presets + "=" + strings.Join(r.Presets, ",")})
+	}
+	if len(c.UUIDs) > 0 {
+		list := strings.Join(c.UUIDs, ",")
+		// The stock --gpus parser reads CSV: a list of devices is quoted.
+		add = append(add,
+			presets.Setting{Flag: "gpus", Value: `"device=` + list + `"`},
+			presets.Setting{Flag: "env", Value: "NVIDIA_VISIBLE_DEVICES=" + list},
+			presets.Setting{Flag: "label", Value: labels.GPUs + "=" + list},
+		)
+	}
+	if c.Token != "" {
+		add = append(add, presets.Setting{Flag: "label", Value: labels.Claim + "=" + c.Token})
+	}
+	return append(presets.Args(presets.Merge(add, r.Docker)), r.Positional...)
+}
