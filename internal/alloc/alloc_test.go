@@ -335,3 +335,25 @@ func TestLeaseRenewedUnderLock(t *testing.T) {
 	}
 	assert.Check(t, is.Len(leases, 1), "the lease was not renewed once the lock was free")
 }
+
+// The claim reads the topology through NVML and takes the best connected
+// set, which only the search over every combination finds (see greedyTrap):
+// four GPUs, and which ones.
+func TestClaimTopology(t *testing.T) {
+	spec := fakeHost(6)
+	for i, d := range greedyTrap() {
+		numa := d.NUMANode
+		spec.GPUs[i].NUMANode = &numa
+		spec.GPUs[i].NVLinkPeers = d.NVLinkPeers
+	}
+	a := newAllocator(t, spec, &daemon{})
+	c, err := a.Claim(t.Context(), Request{Count: 4, Thresholds: DefaultThresholds()})
+	assert.NilError(t, err)
+	defer c.Release()
+	var got []int
+	for _, d := range c.Devices {
+		got = append(got, d.Index)
+	}
+	assert.DeepEqual(t, got, []int{0, 1, 2, 5})
+	assert.Check(t, is.Len(c.UUIDs(), 4))
+}

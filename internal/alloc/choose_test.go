@@ -65,6 +65,11 @@ func TestChoose(t *testing.T) {
 	sameSwitch := plain(0, 0, 0, 0) // NVML: 1 and 3 behind one PCIe switch
 	sameSwitch[1].PCIePeers, sameSwitch[3].PCIePeers = []int{3}, []int{1}
 
+	// NVML: 0 and 1 behind one PCIe switch; 2 and 3 joined by one NVLink.
+	switchOrLink := plain(0, 0, 0, 0)
+	switchOrLink[0].PCIePeers, switchOrLink[1].PCIePeers = []int{1}, []int{0}
+	switchOrLink[2].NVLinkPeers, switchOrLink[3].NVLinkPeers = []int{3}, []int{2}
+
 	unknownNUMA := plain(-1, -1, 0, 0)
 	failedNUMA := plain(0, 0, 0)
 	failedNUMA[0].Errors = map[string]string{"numa": "Not Supported"}
@@ -96,6 +101,8 @@ func TestChoose(t *testing.T) {
 		{name: "shared PCI bus beats NUMA", devices: sameBus, candidates: except(4), n: 2, want: []int{1, 3}},
 		{name: "NVML's shared PCIe switch beats NUMA", devices: sameSwitch, candidates: except(4), n: 2, want: []int{1, 3}},
 		{name: "two NVLinks beat one", devices: doubleLink, candidates: except(4), n: 2, want: []int{2, 3}},
+		{name: "one NVLink beats a PCIe switch", devices: switchOrLink, candidates: except(4), n: 2, want: []int{2, 3}},
+		{name: "every combination, where growing a set is misled", devices: greedyTrap(), candidates: except(6), n: 4, want: []int{0, 1, 2, 5}},
 		{name: "least loaded", devices: loaded, candidates: except(3), n: 1, want: []int{2}},
 		{name: "least loaded pair", devices: loaded, candidates: except(3), n: 2, want: []int{1, 2}},
 		{name: "duplicate candidates", devices: dgx(), candidates: []int{5, 5, 4}, n: 2, want: []int{4, 5}},
@@ -173,10 +180,39 @@ func TestChooseDeterministic(t *testing.T) {
 func TestChooseLopsidedScore(t *testing.T) {
 	lopsided := func(a, b gpus.Device) int { return a.Index*10 + b.Index }
 	devs := plain(0, 0, 0, 0)
-	want, _ := ChooseScored(devs, []int{0, 1, 2, 3}, 2, lopsided)
-	got, _ := ChooseScored(devs, []int{3, 2, 1, 0}, 2, lopsided)
-	if !slices.Equal(got, want) {
+	want, err := ChooseScored(devs, []int{0, 1, 2, 3}, 2, lopsided)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ChooseScored(devs, []int{3, 2, 1, 0}, 2, lopsided)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != 2 || !slices.Equal(got, want) {
 		t.Errorf("reversed input chose %v, want %v", got, want)
+	}
+}
+
+// greedyTrap is six GPUs where growing a set from each GPU in turn (greedy)
+// takes 1, 3, 4 and 5, one NVLink and five same-node pairs (score 200),
+// while 0, 1, 2 and 5 connect best: two NVLink pairs, 0–2 on NUMA node 1 and
+// 1–5 on node 0 (240).
+func greedyTrap() []gpus.Device {
+	devs := plain(1, 0, 1, 0, 0, 0)
+	devs[0].NVLinkPeers, devs[2].NVLinkPeers = []int{2}, []int{0}
+	devs[1].NVLinkPeers, devs[5].NVLinkPeers = []int{5}, []int{1}
+	return devs
+}
+
+// TestGreedyTrapIsATrap keeps greedyTrap honest: greedy alone is wrong there.
+func TestGreedyTrapIsATrap(t *testing.T) {
+	byIndex := map[int]gpus.Device{}
+	for _, d := range greedyTrap() {
+		byIndex[d.Index] = d
+	}
+	p := newProblem(byIndex, except(6), PairScore)
+	if got := p.greedy(4); slices.Equal(got, []int{0, 1, 2, 5}) {
+		t.Fatalf("greedy finds %v too: the fixture no longer tells the two apart", got)
 	}
 }
 

@@ -60,18 +60,12 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req reques
 }
 
 // newAllocator returns the GPU allocator for dockerCLI's daemon, which is on
-// this host. Holders are found with two small list calls through the user's
-// reservation cache, not a list of every container.
+// this host; defaultRuntime (the daemon's) decides whether a container's
+// NVIDIA_VISIBLE_DEVICES gives it GPUs.
 func newAllocator(dockerCLI command.Cli, deps Deps, cache *holders.FileCache, defaultRuntime string) *alloc.Allocator {
-	api := deps.API(dockerCLI)
 	return &alloc.Allocator{
-		NVML: deps.NVML,
-		Holders: holders.Finder{
-			API: api, ProcRoot: deps.ProcRoot, Cache: cache, List: cache.List(api),
-			// It decides whether a container's NVIDIA_VISIBLE_DEVICES
-			// gives it GPUs.
-			DefaultRuntime: defaultRuntime,
-		},
+		NVML:     deps.NVML,
+		Holders:  holders.NewFinder(deps.API(dockerCLI), deps.ProcRoot, cache, defaultRuntime),
 		StateDir: deps.stateDir(),
 		Now:      deps.Now,
 		Waiting: func(msg string) {

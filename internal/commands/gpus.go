@@ -70,17 +70,12 @@ func runGpus(ctx context.Context, dockerCLI command.Cli, deps Deps, opts gpusOpt
 // their processes are still worth showing.
 func assessGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, inv gpus.Inventory) []alloc.Assessment {
 	api := deps.API(dockerCLI)
-	finder := holders.Finder{API: api, ProcRoot: deps.ProcRoot, DefaultRuntime: holders.DefaultRuntime(ctx, api)}
-	if deps.CachePath != "" {
-		// Shared with --gpus auto: each container is inspected once. The
-		// cache's own listing keeps what --gpus auto relies on (stopped GPU
-		// holders, the anchors); a plain full listing would let Save drop
-		// stopped holders.
-		cache := holders.OpenFileCache(deps.CachePath)
-		defer func() { _ = cache.Save() }()
-		finder.Cache, finder.List = cache, cache.List(api)
-	}
-	held, err := finder.Find(ctx, inv)
+	// Shared with --gpus auto: each container is inspected once, and the
+	// cache's own listing keeps what --gpus auto relies on (stopped GPU
+	// holders, the anchors).
+	cache := holders.OpenFileCache(deps.CachePath)
+	defer func() { _ = cache.Save() }()
+	held, err := holders.NewFinder(api, deps.ProcRoot, cache, holders.DefaultRuntime(ctx, api)).Find(ctx, inv)
 	if err != nil {
 		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v; reservations by containers are not shown\n", err)
 		held, _ = holders.Finder{ProcRoot: deps.ProcRoot}.Find(ctx, inv) // processes only: cannot fail

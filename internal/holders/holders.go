@@ -92,6 +92,14 @@ type Finder struct {
 	List func(ctx context.Context) ([]container.Summary, error)
 }
 
+// NewFinder returns the Finder that both `docker perceptron gpus` and
+// `--gpus auto` use: containers are listed with two small filtered calls
+// and inspected once each, through the user's reservation cache (see
+// FileCache.List), on a daemon whose default runtime is defaultRuntime.
+func NewFinder(api ContainerAPI, procRoot string, cache *FileCache, defaultRuntime string) Finder {
+	return Finder{API: api, ProcRoot: procRoot, Cache: cache, List: cache.List(api), DefaultRuntime: defaultRuntime}
+}
+
 // InfoAPI is the part of the Docker API that DefaultRuntime uses; the
 // docker CLI's client satisfies it.
 type InfoAPI interface {

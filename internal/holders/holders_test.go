@@ -238,3 +238,23 @@ func TestStatusOldCache(t *testing.T) {
 	assert.DeepEqual(t, docker.inspects, []string{ngc})
 	assert.DeepEqual(t, cache[ngc], Reservation{EnvAll: true, Runtime: "runc", Format: reservationFormat})
 }
+
+// A container holds its GPUs in every state but exited, dead and being
+// removed: a restarting one is about to run again on them.
+func TestFindByState(t *testing.T) {
+	inv := loadFake(t, gpustest.FourH100())
+	for state, want := range map[container.ContainerState]bool{
+		container.StateRunning: true, container.StateCreated: true, container.StatePaused: true, container.StateRestarting: true,
+		container.StateExited: false, container.StateDead: false, container.StateRemoving: false,
+	} {
+		t.Run(string(state), func(t *testing.T) {
+			docker := &fakeDocker{}
+			docker.add(id64('a'), "job", state, nil, inspectWith(nil, nil, "",
+				container.DeviceRequest{DeviceIDs: []string{"3"}, Capabilities: [][]string{{"gpu"}}}))
+			got, err := Finder{API: docker, ProcRoot: t.TempDir()}.Find(t.Context(), inv)
+			assert.NilError(t, err)
+			assert.Check(t, got.Reserved[3] == want, "reserved: %v", got.Reserved[3])
+			assert.Check(t, Live(state) == want)
+		})
+	}
+}

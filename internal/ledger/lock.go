@@ -15,8 +15,8 @@ import (
 const lockName = "lock"
 
 // Poll intervals while another invocation holds the lock: it is held for
-// the time to read the inventory, choose and create a container, a second or
-// so, so a short poll costs little and keeps waiters responsive.
+// the time to read the inventory and holders, choose and write a lease,
+// milliseconds, so a short poll costs little and keeps waiters responsive.
 const (
 	minPoll = 5 * time.Millisecond
 	maxPoll = 100 * time.Millisecond
@@ -28,8 +28,10 @@ const (
 // kernel releases it if the holder dies; it excludes other processes and
 // other Lock calls in this one alike.
 //
-// Hold it around "read inventory and holders, choose, write lease" and until
-// the container is created, then Release the lease.
+// Hold it only around "read the inventory and holders, choose, write the
+// lease" (and around renewing a lease): the lease, not the lock, keeps the
+// GPUs claimed until the container exists, so the lock is never held while
+// a container is created.
 func Lock(ctx context.Context, dir string) (unlock func(), err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

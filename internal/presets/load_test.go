@@ -211,3 +211,43 @@ func TestUnknownPreset(t *testing.T) {
 	_, err = store.Expand("tf-train", "nope")
 	assert.Error(t, err, `unknown preset "nope": known presets are jax-train, jupyter, pytorch-train, tensorboard, tf-train (see 'docker perceptron presets ls')`)
 }
+
+// A training preset is one by its definition or its extends chain, never
+// by its name.
+func TestTraining(t *testing.T) {
+	user := writeFile(t, "presets.yaml", `
+my-train:
+  description: named like one, but serves notebooks
+  shm-size: 1g
+mine:
+  description: extends a training preset
+  extends: pytorch-train
+notebook-on-tf:
+  description: extends a training preset, and says it is none
+  extends: tf-train
+  training: false
+lab:
+  description: a training preset by its own word
+  training: true
+`)
+	store, err := presets.Load(presets.Builtin, []presets.File{{Path: user, Source: presets.SourceUser}}, presets.Options{Flags: runFlags(t), Special: special})
+	assert.NilError(t, err)
+	tests := []struct {
+		names []string
+		want  bool
+	}{
+		{[]string{"tf-train"}, true},
+		{[]string{"jupyter"}, false},
+		{[]string{"my-train"}, false},
+		{[]string{"mine"}, true},
+		{[]string{"notebook-on-tf"}, false},
+		{[]string{"lab"}, true},
+		{[]string{"jupyter", "mine"}, true},
+		{nil, false},
+	}
+	for _, tc := range tests {
+		assert.Check(t, is.Equal(store.Training(tc.names...), tc.want), "%v", tc.names)
+	}
+	_, err = presets.Load(presets.Builtin, []presets.File{{Path: writeFile(t, "bad.yaml", "x:\n  training: sometimes\n"), Source: presets.SourceUser}}, presets.Options{})
+	assert.ErrorContains(t, err, "bad.yaml:2: preset \"x\": training must be true or false")
+}

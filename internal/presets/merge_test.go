@@ -88,6 +88,24 @@ func TestMerge(t *testing.T) {
 			want: []Setting{s("shm-size", "1g"), s("ipc", "private")},
 		},
 		{
+			name: "--ipc shareable keeps --shm-size",
+			base: []Setting{s("shm-size", "1g")},
+			over: []Setting{s("ipc", "shareable")},
+			want: []Setting{s("shm-size", "1g"), s("ipc", "shareable")},
+		},
+		{
+			name: "--ipc container:NAME drops --shm-size",
+			base: []Setting{s("shm-size", "1g")},
+			over: []Setting{s("ipc", "container:trainer")},
+			want: []Setting{s("ipc", "container:trainer")},
+		},
+		{
+			name: "--restart no keeps --rm",
+			base: []Setting{s("rm", "true")},
+			over: []Setting{s("restart", "no")},
+			want: []Setting{s("rm", "true"), s("restart", "no")},
+		},
+		{
 			name: "--restart drops --rm",
 			base: []Setting{s("rm", "true")},
 			over: []Setting{s("restart", "unless-stopped")},
