@@ -4,6 +4,8 @@ GO          ?= go
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 UNIT_PKGS    = $(shell $(GO) list ./... | grep -v '/e2e$$')
+# Packages with tests or code that only the fakenvml build compiles.
+FAKENVML_PKGS = ./internal/commands/
 E2E_TIMEOUT ?= 30m
 
 .PHONY: all build install test unit e2e lint bench clean
@@ -19,13 +21,17 @@ install:
 	./install.sh
 
 # Everything: lint, unit tests and the end-to-end suite, with the race
-# detector. The e2e suite skips without root/dockerd, or fails if CI is set.
-# -count=1: the e2e results also depend on the installed docker and dockerd.
+# detector, then the tests of the fakenvml build (the fake NVML behind
+# perceptron-core, as the e2e suite builds it). The e2e suite skips without
+# root/dockerd, or fails if CI is set. -count=1: the e2e results also depend
+# on the installed docker and dockerd.
 test: lint
 	$(GO) test -race -count=1 -timeout $(E2E_TIMEOUT) ./...
+	$(GO) test -race -count=1 -tags fakenvml $(FAKENVML_PKGS)
 
 unit:
 	$(GO) test -race $(UNIT_PKGS)
+	$(GO) test -race -tags fakenvml $(FAKENVML_PKGS)
 
 e2e:
 	$(GO) test -race -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/

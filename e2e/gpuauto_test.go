@@ -233,16 +233,15 @@ func TestGPUAutoTopology(t *testing.T) {
 		return -1
 	}
 
+	// auto:2 finishes the broken quad, and leaves the whole one for auto:4.
 	pair := visibleDevices(t, e.MustDocker("perceptron", "run", "--gpus", "auto:2", testImage, "env"))
-	if quad(pair[0]) != quad(pair[1]) {
-		t.Errorf("auto:2 got an unlinked pair %v", pair)
+	if len(pair) != 2 || quad(pair[0]) != 0 || quad(pair[1]) != 0 {
+		t.Errorf("auto:2 got %v, want a linked pair of the broken quad (GPUs 1-3)", pair)
 	}
 	four := visibleDevices(t, e.MustDocker("perceptron", "run", "--gpus", "auto:4", testImage, "env"))
-	for _, u := range four {
-		if quad(u) != 1 {
-			t.Errorf("auto:4 did not get the whole free quad: %v", four)
-			break
-		}
+	want := []string{spec.GPUs[4].UUID, spec.GPUs[5].UUID, spec.GPUs[6].UUID, spec.GPUs[7].UUID}
+	if !slices.Equal(four, want) {
+		t.Errorf("auto:4 got %v, want the whole free quad %v", four, want)
 	}
 }
 

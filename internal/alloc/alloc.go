@@ -73,6 +73,16 @@ func UUIDs(devices []gpus.Device) []string {
 	return out
 }
 
+// Describe is the line that tells the user which GPUs they got:
+// "using GPU 2 (GPU-…, NVIDIA H100 80GB HBM3)".
+func (c *Claim) Describe() string {
+	parts := make([]string, len(c.Devices))
+	for i, d := range c.Devices {
+		parts[i] = fmt.Sprintf("GPU %d (%s, %s)", d.Index, d.UUID, d.Name)
+	}
+	return "using " + strings.Join(parts, ", ")
+}
+
 // Release ends the claim: call it once the container exists (its labels then
 // carry the claim) or when it will not be created.
 func (c *Claim) Release() error {

@@ -2,16 +2,12 @@ package commands
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/docker/cli/cli/command"
 
 	"github.com/perceptron/docker-perceptron/internal/alloc"
@@ -54,7 +50,7 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req reques
 		return request.Claimed{}, release, err
 	}
 	if !req.Quiet {
-		_, _ = fmt.Fprintln(dockerCLI.Err(), describeChoice(c.Devices))
+		_, _ = fmt.Fprintln(dockerCLI.Err(), c.Describe())
 	}
 	return request.Claimed{UUIDs: c.UUIDs(), Token: c.Token}, func() { _ = c.Release() }, nil
 }
@@ -66,7 +62,7 @@ func newAllocator(dockerCLI command.Cli, deps Deps, cache *holders.FileCache, de
 	return &alloc.Allocator{
 		NVML:     deps.NVML,
 		Holders:  holders.NewFinder(deps.API(dockerCLI), deps.ProcRoot, cache, defaultRuntime),
-		StateDir: deps.stateDir(),
+		StateDir: deps.StateDir,
 		Now:      deps.Now,
 		Waiting: func(msg string) {
 			_, _ = fmt.Fprintln(dockerCLI.Err(), msg)
@@ -74,62 +70,20 @@ func newAllocator(dockerCLI command.Cli, deps Deps, cache *holders.FileCache, de
 	}
 }
 
-// describeChoice is the line that tells the user which GPUs they got.
-func describeChoice(devices []gpus.Device) string {
-	parts := make([]string, len(devices))
-	for i, d := range devices {
-		parts[i] = fmt.Sprintf("GPU %d (%s, %s)", d.Index, d.UUID, d.Name)
-	}
-	return "using " + strings.Join(parts, ", ")
-}
-
 // reportPreflight prints the warnings (unless quiet) and returns the
 // failures as the error that stops the run.
 func reportPreflight(dockerCLI command.Cli, findings []preflight.Finding, quiet bool) error {
-	var failures []string
 	for _, f := range findings {
-		line := f.Message
-		if f.Fix != "" {
-			line += " (fix: " + f.Fix + ")"
-		}
-		switch f.Level {
-		case preflight.Fail:
-			failures = append(failures, line)
-		case preflight.Warn:
-			if !quiet {
-				_, _ = fmt.Fprintln(dockerCLI.Err(), "WARNING: "+line)
-			}
+		if f.Level == preflight.Warn && !quiet {
+			_, _ = fmt.Fprintln(dockerCLI.Err(), "WARNING: "+f.Line())
 		}
 	}
-	if len(failures) > 0 {
-		return errors.New(strings.Join(failures, "\n"))
-	}
-	return nil
+	return preflight.Failures(findings)
 }
 
-// withNVMLSession returns deps whose NVML is one library, initialised on
-// first use and kept until done: the pre-flight checks and the GPU choice of
-// one command then share it. Their own Init/Shutdown pairs only count
-// references, as NVML's nvmlInit does.
+// withNVMLSession returns deps whose NVML is one session (gpus.Session):
+// the pre-flight checks and the GPU choice of one command share it.
 func (d Deps) withNVMLSession() (_ Deps, done func()) {
-	var (
-		once     sync.Once
-		lib      nvml.Interface
-		err      error
-		shutdown func()
-	)
-	open := d.NVML
-	d.NVML = func() (nvml.Interface, error) {
-		once.Do(func() {
-			if lib, err = open(); err == nil {
-				shutdown, err = gpus.Init(lib)
-			}
-		})
-		return lib, err
-	}
-	return d, func() {
-		if shutdown != nil {
-			shutdown()
-		}
-	}
+	d.NVML, done = gpus.Session(d.NVML)
+	return d, done
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/perceptron/docker-perceptron/internal/ledger"
 	"github.com/perceptron/docker-perceptron/internal/preflight"
+	"github.com/perceptron/docker-perceptron/internal/presets"
 )
 
 type doctorOptions struct {
@@ -45,7 +46,7 @@ func runDoctor(ctx context.Context, dockerCLI command.Cli, deps Deps, st *stock,
 			API: dockerCLI.Client(), DockerHost: dockerCLI.DockerEndpoint().Host,
 			PATH: os.Getenv("PATH"), NVML: deps.NVML, DevDir: "/dev",
 		}),
-		StateDir: ledger.StatDir(deps.stateDir()),
+		StateDir: ledger.StatDir(deps.StateDir),
 		Presets:  checkPresetFiles(deps, st),
 	}
 	return reportDoctor(dockerCLI, opts.format, preflight.Doctor(facts))
@@ -55,13 +56,10 @@ func runDoctor(ctx context.Context, dockerCLI command.Cli, deps Deps, st *stock,
 // run does.
 func checkPresetFiles(deps Deps, st *stock) preflight.PresetFacts {
 	var p preflight.PresetFacts
-	for _, path := range presetFilePaths(deps) {
-		if path == "" {
-			continue
-		}
-		_, err := os.Stat(path)
+	for _, f := range presets.Files(deps.SystemPresets, deps.UserPresets) {
+		_, err := os.Stat(f.Path)
 		// A file that exists but cannot be read is reported by the load.
-		p.Files = append(p.Files, preflight.PresetFile{Path: path, Exists: !errors.Is(err, fs.ErrNotExist)})
+		p.Files = append(p.Files, preflight.PresetFile{Path: f.Path, Exists: !errors.Is(err, fs.ErrNotExist)})
 	}
 	store, err := loadPresets(deps, st)
 	if err != nil {

@@ -181,6 +181,10 @@ func doctorCLI(t *testing.T) (*command.DockerCli, *bytes.Buffer) {
 	out := &bytes.Buffer{}
 	dockerCLI, err := command.NewDockerCli(command.WithOutputStream(out), command.WithErrorStream(&bytes.Buffer{}))
 	assert.NilError(t, err)
+	// Never a real daemon: a socket no one serves.
+	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "no-daemon.sock"))
+	t.Setenv("DOCKER_CONTEXT", "")
+	assert.NilError(t, dockerCLI.Initialize(flags.NewClientOptions()))
 	return dockerCLI, out
 }
 

@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -80,7 +79,7 @@ func assessGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, inv gpus.
 		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v; reservations by containers are not shown\n", err)
 		held, _ = holders.Finder{ProcRoot: deps.ProcRoot}.Find(ctx, inv) // processes only: cannot fail
 	}
-	leases, err := ledger.ActiveLeases(deps.stateDir(), deps.Now())
+	leases, err := ledger.ActiveLeases(deps.StateDir, deps.Now())
 	if err != nil {
 		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v; pending GPU claims are not shown\n", err)
 	}
@@ -113,21 +112,6 @@ func orUnknown(s string) string {
 const (
 	defaultGpuTableFormat        = "table {{.Index}}\t{{.Name}}\t{{.Memory}}\t{{.Util}}\t{{.Temp}}\t{{.State}}\t{{.UsedBy}}"
 	defaultGpuTableFormatNoTrunc = "table {{.Index}}\t{{.UUID}}\t{{.Name}}\t{{.Memory}}\t{{.Util}}\t{{.Temp}}\t{{.State}}\t{{.UsedBy}}"
-
-	gpuIndexHeader  = "INDEX"
-	gpuUUIDHeader   = "UUID"
-	gpuBusHeader    = "PCI BUS ID"
-	gpuMemoryHeader = "MEMORY"
-	gpuUsedHeader   = "MEMORY USED"
-	gpuTotalHeader  = "MEMORY TOTAL"
-	gpuUtilHeader   = "UTIL"
-	gpuTempHeader   = "TEMP"
-	gpuPowerHeader  = "POWER"
-	gpuMIGHeader    = "MIG"
-	gpuNUMAHeader   = "NUMA"
-	gpuNVLinkHeader = "NVLINK"
-	gpuPIDsHeader   = "PIDS"
-	gpuUsedByHeader = "USED BY"
 )
 
 // newGpuFormat returns the format for the gpus list: quiet prints indexes
@@ -149,22 +133,10 @@ func newGpuFormat(source string, quiet, noTrunc bool) formatter.Format {
 func gpuWrite(fmtCtx formatter.Context, statuses []alloc.Assessment) error {
 	header := &gpuContext{}
 	header.Header = formatter.SubHeaderContext{
-		"Index":       gpuIndexHeader,
-		"UUID":        gpuUUIDHeader,
-		"Name":        formatter.NameHeader,
-		"PCIBusID":    gpuBusHeader,
-		"Memory":      gpuMemoryHeader,
-		"MemoryUsed":  gpuUsedHeader,
-		"MemoryTotal": gpuTotalHeader,
-		"Util":        gpuUtilHeader,
-		"Temp":        gpuTempHeader,
-		"Power":       gpuPowerHeader,
-		"MIG":         gpuMIGHeader,
-		"NUMA":        gpuNUMAHeader,
-		"NVLink":      gpuNVLinkHeader,
-		"PIDs":        gpuPIDsHeader,
-		"State":       formatter.StateHeader,
-		"UsedBy":      gpuUsedByHeader,
+		"Index": "INDEX", "UUID": "UUID", "Name": formatter.NameHeader, "PCIBusID": "PCI BUS ID",
+		"Memory": "MEMORY", "MemoryUsed": "MEMORY USED", "MemoryTotal": "MEMORY TOTAL",
+		"Util": "UTIL", "Temp": "TEMP", "Power": "POWER", "MIG": "MIG", "NUMA": "NUMA",
+		"NVLink": "NVLINK", "PIDs": "PIDS", "State": formatter.StateHeader, "UsedBy": "USED BY",
 	}
 	return fmtCtx.Write(header, func(format func(formatter.SubContext) error) error {
 		for _, s := range statuses {
@@ -185,75 +157,35 @@ type gpuContext struct {
 
 const unknownValue = "-"
 
+// field formats a value, or shows "-" when its NVML query q failed.
+func (c *gpuContext) field(q, format string, args ...any) string {
+	if !c.s.Known(q) {
+		return unknownValue
+	}
+	return fmt.Sprintf(format, args...)
+}
+
 func (c *gpuContext) known(q string) bool { return c.s.Known(q) }
 
 func (c *gpuContext) Index() string { return strconv.Itoa(c.s.Index) }
 
 func (c *gpuContext) UUID() string {
-	if !c.known("uuid") {
-		return unknownValue
-	}
 	if c.trunc {
-		return truncateUUID(c.s.UUID)
+		return c.field("uuid", "%s", truncateUUID(c.s.UUID))
 	}
-	return c.s.UUID
+	return c.field("uuid", "%s", c.s.UUID)
 }
 
-func (c *gpuContext) Name() string {
-	if !c.known("name") {
-		return unknownValue
-	}
-	return c.s.Name
-}
-
-func (c *gpuContext) PCIBusID() string {
-	if !c.known("pci") {
-		return unknownValue
-	}
-	return c.s.PCIBusID
-}
-
+func (c *gpuContext) Name() string     { return c.field("name", "%s", c.s.Name) }
+func (c *gpuContext) PCIBusID() string { return c.field("pci", "%s", c.s.PCIBusID) }
 func (c *gpuContext) Memory() string {
-	if !c.known("memory") {
-		return unknownValue
-	}
-	return fmt.Sprintf("%dMiB / %dMiB", c.s.MemoryUsedMiB, c.s.MemoryTotalMiB)
+	return c.field("memory", "%dMiB / %dMiB", c.s.MemoryUsedMiB, c.s.MemoryTotalMiB)
 }
-
-func (c *gpuContext) MemoryUsed() string {
-	if !c.known("memory") {
-		return unknownValue
-	}
-	return fmt.Sprintf("%dMiB", c.s.MemoryUsedMiB)
-}
-
-func (c *gpuContext) MemoryTotal() string {
-	if !c.known("memory") {
-		return unknownValue
-	}
-	return fmt.Sprintf("%dMiB", c.s.MemoryTotalMiB)
-}
-
-func (c *gpuContext) Util() string {
-	if !c.known("utilization") {
-		return unknownValue
-	}
-	return fmt.Sprintf("%d%%", c.s.UtilizationPercent)
-}
-
-func (c *gpuContext) Temp() string {
-	if !c.known("temperature") {
-		return unknownValue
-	}
-	return fmt.Sprintf("%dC", c.s.TemperatureC)
-}
-
-func (c *gpuContext) Power() string {
-	if !c.known("power") {
-		return unknownValue
-	}
-	return fmt.Sprintf("%dW", c.s.PowerW)
-}
+func (c *gpuContext) MemoryUsed() string  { return c.field("memory", "%dMiB", c.s.MemoryUsedMiB) }
+func (c *gpuContext) MemoryTotal() string { return c.field("memory", "%dMiB", c.s.MemoryTotalMiB) }
+func (c *gpuContext) Util() string        { return c.field("utilization", "%d%%", c.s.UtilizationPercent) }
+func (c *gpuContext) Temp() string        { return c.field("temperature", "%dC", c.s.TemperatureC) }
+func (c *gpuContext) Power() string       { return c.field("power", "%dW", c.s.PowerW) }
 
 func (c *gpuContext) MIG() string {
 	switch {
@@ -274,23 +206,16 @@ func (c *gpuContext) NUMA() string {
 
 // NVLink lists the linked GPUs once each.
 func (c *gpuContext) NVLink() string {
-	if !c.known("nvlink") {
-		return unknownValue
-	}
-	peers := slices.Compact(slices.Clone(c.s.NVLinkPeers))
-	return joinInts(peers)
+	return c.field("nvlink", "%s", joinInts(slices.Compact(slices.Clone(c.s.NVLinkPeers))))
 }
 
 // PIDs lists the host PIDs of the GPU's compute processes.
 func (c *gpuContext) PIDs() string {
-	if !c.known("processes") {
-		return unknownValue
-	}
 	pids := make([]int, len(c.s.Processes))
 	for i, p := range c.s.Processes {
 		pids[i] = p.PID
 	}
-	return joinInts(pids)
+	return c.field("processes", "%s", joinInts(pids))
 }
 
 func (c *gpuContext) State() string { return c.s.State }
@@ -305,11 +230,8 @@ func (c *gpuContext) UsedBy() string {
 	return strings.Join(parts, ", ")
 }
 
-// MarshalJSON is the --format json object, documented in docs/gpus-json.md:
-// numbers as numbers, and null for what NVML could not tell.
-func (c *gpuContext) MarshalJSON() ([]byte, error) {
-	return json.Marshal(newGpuJSON(c.s))
-}
+// MarshalJSON is the --format json object (see alloc.Assessment.MarshalJSON).
+func (c *gpuContext) MarshalJSON() ([]byte, error) { return c.s.MarshalJSON() }
 
 func joinInts(ns []int) string {
 	s := make([]string, len(ns))
@@ -326,83 +248,4 @@ func truncateUUID(uuid string) string {
 		return uuid[:12]
 	}
 	return uuid
-}
-
-type gpuJSON struct {
-	Index              int               `json:"index"`
-	UUID               *string           `json:"uuid"`
-	Name               *string           `json:"name"`
-	PCIBusID           *string           `json:"pci_bus_id"`
-	MemoryTotalMiB     *uint64           `json:"memory_total_mib"`
-	MemoryUsedMiB      *uint64           `json:"memory_used_mib"`
-	UtilizationPercent *int              `json:"utilization_percent"`
-	TemperatureC       *int              `json:"temperature_c"`
-	PowerW             *int              `json:"power_w"`
-	MIGEnabled         *bool             `json:"mig_enabled"`
-	NUMANode           *int              `json:"numa_node"`
-	NVLinkPeers        []int             `json:"nvlink_peers"`
-	Processes          []gpuProcessJSON  `json:"processes"`
-	State              string            `json:"state"`
-	Holders            []gpuHolderJSON   `json:"holders"`
-	Errors             map[string]string `json:"errors,omitempty"`
-}
-
-type gpuProcessJSON struct {
-	PID           int    `json:"pid"`
-	UsedMemoryMiB uint64 `json:"used_memory_mib"`
-}
-
-type gpuHolderJSON struct {
-	ContainerID   string `json:"container_id"`
-	ContainerName string `json:"container_name"`
-	User          string `json:"user"`
-	PIDs          []int  `json:"pids"`
-	ByProcess     bool   `json:"by_process"`
-	ByReservation bool   `json:"by_reservation"`
-}
-
-// ifKnown returns &v, or nil when the query q failed.
-func ifKnown[T any](d gpus.Device, q string, v T) *T {
-	if !d.Known(q) {
-		return nil
-	}
-	return &v
-}
-
-func newGpuJSON(s alloc.Assessment) gpuJSON {
-	d := s.Device
-	j := gpuJSON{
-		Index:              d.Index,
-		UUID:               ifKnown(d, "uuid", d.UUID),
-		Name:               ifKnown(d, "name", d.Name),
-		PCIBusID:           ifKnown(d, "pci", d.PCIBusID),
-		MemoryTotalMiB:     ifKnown(d, "memory", d.MemoryTotalMiB),
-		MemoryUsedMiB:      ifKnown(d, "memory", d.MemoryUsedMiB),
-		UtilizationPercent: ifKnown(d, "utilization", d.UtilizationPercent),
-		TemperatureC:       ifKnown(d, "temperature", d.TemperatureC),
-		PowerW:             ifKnown(d, "power", d.PowerW),
-		MIGEnabled:         ifKnown(d, "mig", d.MIGEnabled),
-		State:              s.State,
-		Holders:            []gpuHolderJSON{},
-		Errors:             d.Errors,
-	}
-	if d.NUMANode >= 0 {
-		j.NUMANode = &d.NUMANode
-	}
-	if d.Known("nvlink") {
-		j.NVLinkPeers = append([]int{}, d.NVLinkPeers...)
-	}
-	if d.Known("processes") {
-		j.Processes = []gpuProcessJSON{}
-		for _, p := range d.Processes {
-			j.Processes = append(j.Processes, gpuProcessJSON{PID: p.PID, UsedMemoryMiB: p.UsedMemoryMiB})
-		}
-	}
-	for _, h := range s.Holders {
-		j.Holders = append(j.Holders, gpuHolderJSON{
-			ContainerID: h.ContainerID, ContainerName: h.ContainerName, User: h.User,
-			PIDs: append([]int{}, h.PIDs...), ByProcess: h.ByProcess, ByReservation: h.ByReservation,
-		})
-	}
-	return j
 }

@@ -3,7 +3,7 @@ package commands
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
+	"io"
 
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
@@ -120,22 +120,6 @@ func newPresetsShowCommand(dockerCLI command.Cli, deps Deps, st *stock) *cobra.C
 	return cmd
 }
 
-// presetView is what presets show renders; its JSON names are stable.
-type presetView struct {
-	Name        string       `json:"name"`
-	Source      string       `json:"source"`
-	File        string       `json:"file,omitempty"`
-	Description string       `json:"description"`
-	Extends     string       `json:"extends,omitempty"`
-	Options     []optionView `json:"options"`
-}
-
-type optionView struct {
-	Option      string `json:"option"`
-	Value       string `json:"value"`
-	Explanation string `json:"explanation"`
-}
-
 func runPresetsShow(dockerCLI command.Cli, deps Deps, st *stock, name string, opts presetsShowOptions) error {
 	store, err := loadPresets(deps, st)
 	if err != nil {
@@ -150,21 +134,18 @@ func runPresetsShow(dockerCLI command.Cli, deps Deps, st *stock, name string, op
 		return err
 	}
 	runFlags := st.flags("run")
-	usage := func(flag string) string {
+	view := presets.NewView(p, settings, func(flag string) string {
 		if f := runFlags.Lookup(flag); f != nil {
 			return f.Usage
 		}
 		return ""
-	}
-	view := presetView{Name: p.Name, Source: string(p.Source), File: p.File, Description: p.Description, Extends: p.Extends}
-	for _, s := range settings {
-		view.Options = append(view.Options, optionView{Option: "--" + s.Flag, Value: s.Value, Explanation: presets.Explain(s, usage)})
-	}
+	})
 
 	out := dockerCLI.Out()
 	switch opts.format {
 	case "":
-		return writePresetView(dockerCLI, view)
+		_, err := io.WriteString(out, view.Text())
+		return err
 	case formatter.JSONFormatKey:
 		return json.NewEncoder(out).Encode(view)
 	default:
@@ -178,30 +159,4 @@ func runPresetsShow(dockerCLI command.Cli, deps Deps, st *stock, name string, op
 		_, err = fmt.Fprintln(out)
 		return err
 	}
-}
-
-func writePresetView(dockerCLI command.Cli, v presetView) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Name:         %s\n", v.Name)
-	fmt.Fprintf(&b, "Source:       %s\n", v.Source)
-	if v.File != "" {
-		fmt.Fprintf(&b, "File:         %s\n", v.File)
-	}
-	fmt.Fprintf(&b, "Description:  %s\n", v.Description)
-	if v.Extends != "" {
-		fmt.Fprintf(&b, "Extends:      %s\n", v.Extends)
-	}
-	b.WriteString("Options:\n")
-	for _, o := range v.Options {
-		arg := o.Option
-		if !(presets.IsBool(strings.TrimPrefix(o.Option, "--")) && o.Value == "true") {
-			arg += " " + presets.Quote(o.Value)
-		}
-		fmt.Fprintf(&b, "  %s\n", arg)
-		if o.Explanation != "" {
-			fmt.Fprintf(&b, "      %s\n", o.Explanation)
-		}
-	}
-	_, err := fmt.Fprint(dockerCLI.Out(), b.String())
-	return err
 }

@@ -5,13 +5,11 @@
 package commands
 
 import (
-	"context"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/docker/cli/cli-plugins/plugin"
 	"github.com/docker/cli/cli/command"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
 	"github.com/perceptron/docker-perceptron/internal/holders"
@@ -33,8 +31,7 @@ type Deps struct {
 	// SystemPresets and UserPresets are the preset files, read in that order.
 	SystemPresets string
 	UserPresets   string
-	// StateDir holds the host-wide GPU lock, claim leases and queue; ""
-	// means ledger.StateDir() (PERCEPTRON_STATE_DIR, or a default).
+	// StateDir holds the host-wide GPU lock, claim leases and queue.
 	StateDir string
 	// CachePath is the user's cache of containers' GPU reservations.
 	CachePath string
@@ -52,11 +49,11 @@ func DefaultDeps() Deps {
 		API:           func(c command.Cli) DockerAPI { return c.Client() },
 		ProcRoot:      "/proc",
 		SystemPresets: "/etc/docker/perceptron/presets.yaml",
-		UserPresets:   "", // resolved from DOCKER_CONFIG at run time
-		StateDir:      "",
+		UserPresets:   "",                // resolved from DOCKER_CONFIG at run time
+		StateDir:      ledger.StateDir(), // PERCEPTRON_STATE_DIR, or a default
 		CachePath:     holders.DefaultCachePath(),
 		Now:           time.Now,
-		User:          currentUser,
+		User:          holders.CurrentUser,
 	}
 }
 
@@ -64,15 +61,7 @@ func DefaultDeps() Deps {
 // for GPU holders, daemon facts and images for the pre-flight checks.
 type DockerAPI interface {
 	holders.ContainerAPI
-	preflight.API
-	ImageInspect(ctx context.Context, image string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error)
-}
-
-func (d Deps) stateDir() string {
-	if d.StateDir != "" {
-		return d.StateDir
-	}
-	return ledger.StateDir()
+	preflight.RunAPI
 }
 
 // NewRootCommand returns the "perceptron" command with its subcommands.

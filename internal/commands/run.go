@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
-	"path/filepath"
 
 	"github.com/docker/cli/cli/command"
-	"github.com/docker/cli/cli/config"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -167,7 +164,10 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 	}
 	deps, closeNVML := deps.withNVMLSession()
 	defer closeNVML()
-	host, err := gatherHost(ctx, dockerCLI, deps, req)
+	host, err := preflight.GatherForRun(ctx, preflight.RunQuestions{
+		API: deps.API(dockerCLI), DockerHost: dockerCLI.DockerEndpoint().Host, PATH: os.Getenv("PATH"), NVML: deps.NVML,
+		Input: req.Preflight, Image: req.Positional[0], DryRun: req.DryRun, Auto: req.GPUs.Auto > 0,
+	})
 	if err != nil {
 		return err
 	}
@@ -195,71 +195,11 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 	return st.exec(ctx, name, args)
 }
 
-// gatherHost asks the daemon, the image and NVML what the pre-flight checks
-// and the GPU choice need, all at once, and only when they need it. --gpus
-// auto is refused for a daemon on another host before anything is asked.
-func gatherHost(ctx context.Context, dockerCLI command.Cli, deps Deps, req request.Run) (preflight.Host, error) {
-	endpoint := dockerCLI.DockerEndpoint().Host
-	auto := req.GPUs.Auto > 0
-	if auto && !preflight.IsLocal(endpoint, "") {
-		return preflight.Host{}, remoteDaemonError(endpoint)
-	}
-	checks := !req.DryRun && req.Preflight.NeedsHost()
-	if !checks && !auto {
-		return preflight.Host{DockerHost: endpoint}, nil
-	}
-	api := deps.API(dockerCLI)
-	src := preflight.Sources{API: api, DockerHost: endpoint, PATH: os.Getenv("PATH")}
-	if checks && req.Preflight.GPURequested {
-		src.Image = func(ctx context.Context) (*preflight.ImageInfo, error) {
-			img, err := api.ImageInspect(ctx, req.Positional[0])
-			if err != nil || img.Config == nil {
-				return nil, err
-			}
-			return &preflight.ImageInfo{Env: img.Config.Env}, nil
-		}
-		if preflight.IsLocalHost(endpoint) {
-			src.NVML = deps.NVML
-		}
-	}
-	host := preflight.Gather(ctx, src)
-	if auto && host.DaemonErr == nil && !host.Daemon.Local {
-		return preflight.Host{}, remoteDaemonError(endpoint)
-	}
-	return host, nil
-}
-
-func remoteDaemonError(endpoint string) error {
-	return fmt.Errorf("--gpus auto chooses among this host's GPUs, but the Docker daemon is at %s: choose GPUs there, or give docker's own --gpus (device=...)", endpoint)
-}
-
 // loadPresets reads the built-in presets and the preset files, each value
 // checked by docker's parsers and internal/request.
 func loadPresets(deps Deps, st *stock) (*presets.Store, error) {
-	paths := presetFilePaths(deps)
-	files := []presets.File{{Path: paths[0], Source: presets.SourceSystem}, {Path: paths[1], Source: presets.SourceUser}}
-	return presets.Load(presets.Builtin, files, presets.Options{
+	return presets.Load(presets.Builtin, presets.Files(deps.SystemPresets, deps.UserPresets), presets.Options{
 		Flags:   func() *pflag.FlagSet { return st.flags("run") },
 		Special: request.CheckSetting,
 	})
-}
-
-// presetFilePaths are the preset files, in the order they are read: the
-// system file, then the user's (${DOCKER_CONFIG:-~/.docker}/perceptron).
-func presetFilePaths(deps Deps) [2]string {
-	user := deps.UserPresets
-	if user == "" {
-		user = filepath.Join(config.Dir(), "perceptron", "presets.yaml")
-	}
-	return [2]string{deps.SystemPresets, user}
-}
-
-// currentUser names the user who runs docker perceptron, for the label that
-// tells other users who holds a container's GPUs.
-func currentUser() string {
-	u, err := user.Current()
-	if err != nil {
-		return ""
-	}
-	return u.Username
 }

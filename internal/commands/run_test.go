@@ -37,6 +37,10 @@ func testCLI(t *testing.T) (*command.DockerCli, *bytes.Buffer, *bytes.Buffer, De
 	assert.NilError(t, err)
 	dir := t.TempDir()
 	t.Setenv("DOCKER_CONFIG", dir)
+	// Never a real daemon: a socket no one serves.
+	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(dir, "no-daemon.sock"))
+	t.Setenv("DOCKER_CONTEXT", "")
+	assert.NilError(t, dockerCLI.Initialize(flags.NewClientOptions()))
 	deps := DefaultDeps()
 	deps.SystemPresets = filepath.Join(dir, "system-presets.yaml")
 	deps.UserPresets = filepath.Join(dir, "user-presets.yaml")

@@ -155,6 +155,11 @@ func readDevice(d *Device, h nvml.Device, numaFallback func(string) (int, bool))
 	} else {
 		d.fail("brand", ret)
 	}
+	readUsage(d, h, numaFallback)
+}
+
+// readUsage fills d's MIG mode, processes and NUMA node from h.
+func readUsage(d *Device, h nvml.Device, numaFallback func(string) (int, bool)) {
 	// Not supported means a GPU without MIG, not an unknown mode.
 	if current, _, ret := h.GetMigMode(); ret == nvml.SUCCESS {
 		d.MIGEnabled = current == nvml.DEVICE_MIG_ENABLE

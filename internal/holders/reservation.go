@@ -260,6 +260,16 @@ func UserName(uid string) string {
 	return "uid " + uid
 }
 
+// CurrentUser names the user who runs docker perceptron, for the label that
+// tells other users who holds a container's GPUs; "" when unknown.
+func CurrentUser() string {
+	u, err := user.Current()
+	if err != nil {
+		return ""
+	}
+	return u.Username
+}
+
 // processOwner returns the user running a host process ("alice", or
 // "uid 1000" when the name is unknown), or "" when procRoot has no such
 // process.

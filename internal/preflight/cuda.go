@@ -156,25 +156,27 @@ func evalFactor(factor string, host hostProps) (truth, bool) {
 	} else {
 		cmp = strings.Compare(strings.ToLower(have), strings.ToLower(want))
 	}
-	var holds bool
-	switch op {
-	case "!=":
-		holds = cmp != 0
-	case "<=":
-		holds = cmp <= 0
-	case ">=":
-		holds = cmp >= 0
-	case "=":
-		holds = cmp == 0
-	case "<":
-		holds = cmp < 0
-	case ">":
-		holds = cmp > 0
-	}
-	if holds {
+	if opHolds(op, cmp) {
 		return isTrue, true
 	}
 	return isFalse, true
+}
+
+// opHolds reports whether a comparison's result cmp (-1, 0, 1) satisfies op.
+func opHolds(op string, cmp int) bool {
+	switch op {
+	case "!=":
+		return cmp != 0
+	case "<=":
+		return cmp <= 0
+	case ">=":
+		return cmp >= 0
+	case "=":
+		return cmp == 0
+	case "<":
+		return cmp < 0
+	}
+	return cmp > 0 // ">"
 }
 
 // compareVersions compares dotted numeric versions; missing parts are 0.

@@ -2,10 +2,12 @@ package preflight
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/moby/moby/client"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus"
 )
@@ -68,6 +70,64 @@ func Gather(ctx context.Context, src Sources) Host {
 		}
 	}
 	return h
+}
+
+// RunAPI is what a run asks the daemon; the docker CLI's client satisfies it.
+type RunAPI interface {
+	API
+	ImageInspect(ctx context.Context, image string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error)
+}
+
+// RunQuestions are what a run needs to know, and where to ask.
+type RunQuestions struct {
+	API        RunAPI
+	DockerHost string
+	PATH       string
+	NVML       func() (nvml.Interface, error)
+	Input      Input  // the run's settings
+	Image      string // the image to run
+	DryRun     bool   // no checks: only --gpus auto asks
+	Auto       bool   // --gpus auto: the GPUs are chosen on this host
+}
+
+// RemoteDaemonError refuses --gpus auto for a daemon that is not on this
+// host (see IsLocal): NVML sees this host's GPUs only.
+type RemoteDaemonError struct{ DockerHost string }
+
+func (e *RemoteDaemonError) Error() string {
+	return fmt.Sprintf("--gpus auto chooses among this host's GPUs, but the Docker daemon is at %s: choose GPUs there, or give docker's own --gpus (device=...)", e.DockerHost)
+}
+
+// GatherForRun asks the daemon, the image and NVML what the pre-flight
+// checks and the GPU choice of a run need, all at once, and only when they
+// need it. --gpus auto is refused for a daemon on another host before
+// anything is asked.
+func GatherForRun(ctx context.Context, q RunQuestions) (Host, error) {
+	if q.Auto && !IsLocal(q.DockerHost, "") {
+		return Host{}, &RemoteDaemonError{DockerHost: q.DockerHost}
+	}
+	checks := !q.DryRun && q.Input.NeedsHost()
+	if !checks && !q.Auto {
+		return Host{DockerHost: q.DockerHost}, nil
+	}
+	src := Sources{API: q.API, DockerHost: q.DockerHost, PATH: q.PATH}
+	if checks && q.Input.GPURequested {
+		src.Image = func(ctx context.Context) (*ImageInfo, error) {
+			img, err := q.API.ImageInspect(ctx, q.Image)
+			if err != nil || img.Config == nil {
+				return nil, err
+			}
+			return &ImageInfo{Env: img.Config.Env}, nil
+		}
+		if IsLocalHost(q.DockerHost) {
+			src.NVML = q.NVML
+		}
+	}
+	h := Gather(ctx, src)
+	if q.Auto && h.DaemonErr == nil && !h.Daemon.Local {
+		return Host{}, &RemoteDaemonError{DockerHost: q.DockerHost}
+	}
+	return h, nil
 }
 
 // loadInventory reads the GPUs with gpus.Load, whose errors say how to check

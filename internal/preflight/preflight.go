@@ -7,7 +7,10 @@
 // NVML, the host's rlimits) happens in DaemonFacts and in the callers.
 package preflight
 
-import "strings"
+import (
+	"errors"
+	"strings"
+)
 
 // Level is how serious a finding is.
 type Level int
@@ -118,6 +121,29 @@ func Run(in Input) []Finding {
 		}
 	}
 	return out
+}
+
+// Line is the finding in one line, with its fix.
+func (f Finding) Line() string {
+	if f.Fix == "" {
+		return f.Message
+	}
+	return f.Message + " (fix: " + f.Fix + ")"
+}
+
+// Failures returns the failed findings as the error that stops a run, one
+// line each, or nil.
+func Failures(findings []Finding) error {
+	var lines []string
+	for _, f := range findings {
+		if f.Level == Fail {
+			lines = append(lines, f.Line())
+		}
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }
 
 // Worst returns the highest level among findings (OK for none).

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/docker/cli/cli/config"
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 )
@@ -17,6 +19,20 @@ import (
 type File struct {
 	Path   string
 	Source Source
+}
+
+// Files returns the preset files in the order they are read: the site's
+// (system; none when ""), then the user's, by default
+// ${DOCKER_CONFIG:-~/.docker}/perceptron/presets.yaml.
+func Files(system, user string) []File {
+	if user == "" {
+		user = filepath.Join(config.Dir(), "perceptron", "presets.yaml")
+	}
+	var files []File
+	if system != "" {
+		files = append(files, File{Path: system, Source: SourceSystem})
+	}
+	return append(files, File{Path: user, Source: SourceUser})
 }
 
 // Options tell Load how to check settings.

@@ -172,7 +172,7 @@ func newFakeDevice(spec Spec, i int) *mock.Device {
 		}
 		return nvml.SUCCESS
 	}
-	return &mock.Device{
+	d := &mock.Device{
 		GetIndexFunc: func() (int, nvml.Return) { return i, nvml.SUCCESS },
 		GetUUIDFunc:  func() (string, nvml.Return) { return g.UUID, answer("uuid") },
 		GetNameFunc:  func() (string, nvml.Return) { return g.Name, answer("name") },
@@ -210,30 +210,37 @@ func newFakeDevice(spec Spec, i int) *mock.Device {
 			}
 			return ps, answer("processes")
 		},
-		GetNumaNodeIdFunc: func() (int, nvml.Return) {
-			if g.NUMANode == nil {
-				return 0, nvml.ERROR_NOT_SUPPORTED
-			}
-			return *g.NUMANode, answer("numa")
-		},
-		GetNvLinkStateFunc: func(link int) (nvml.EnableState, nvml.Return) {
-			if ret := answer("nvlink"); ret != nvml.SUCCESS {
-				return 0, ret
-			}
-			if len(g.NVLinkPeers) == 0 {
-				return 0, nvml.ERROR_NOT_SUPPORTED
-			}
-			if link < 0 || link >= len(g.NVLinkPeers) {
-				return 0, nvml.ERROR_INVALID_ARGUMENT
-			}
-			return nvml.FEATURE_ENABLED, nvml.SUCCESS
-		},
-		GetNvLinkRemotePciInfoFunc: func(link int) (nvml.PciInfo, nvml.Return) {
-			if link < 0 || link >= len(g.NVLinkPeers) {
-				return nvml.PciInfo{}, nvml.ERROR_INVALID_ARGUMENT
-			}
-			return PCIInfo(fakeBusID(spec, g.NVLinkPeers[link])), answer("nvlink")
-		},
+	}
+	addFakeLinks(d, spec, i, answer)
+	return d
+}
+
+// addFakeLinks answers d's NUMA node and NVLinks from spec.
+func addFakeLinks(d *mock.Device, spec Spec, i int, answer func(q string) nvml.Return) {
+	g := spec.GPUs[i]
+	d.GetNumaNodeIdFunc = func() (int, nvml.Return) {
+		if g.NUMANode == nil {
+			return 0, nvml.ERROR_NOT_SUPPORTED
+		}
+		return *g.NUMANode, answer("numa")
+	}
+	d.GetNvLinkStateFunc = func(link int) (nvml.EnableState, nvml.Return) {
+		if ret := answer("nvlink"); ret != nvml.SUCCESS {
+			return 0, ret
+		}
+		if len(g.NVLinkPeers) == 0 {
+			return 0, nvml.ERROR_NOT_SUPPORTED
+		}
+		if link < 0 || link >= len(g.NVLinkPeers) {
+			return 0, nvml.ERROR_INVALID_ARGUMENT
+		}
+		return nvml.FEATURE_ENABLED, nvml.SUCCESS
+	}
+	d.GetNvLinkRemotePciInfoFunc = func(link int) (nvml.PciInfo, nvml.Return) {
+		if link < 0 || link >= len(g.NVLinkPeers) {
+			return nvml.PciInfo{}, nvml.ERROR_INVALID_ARGUMENT
+		}
+		return PCIInfo(fakeBusID(spec, g.NVLinkPeers[link])), answer("nvlink")
 	}
 }
 
