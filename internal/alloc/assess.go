@@ -160,6 +160,15 @@ func (a Assessment) Describe() string {
 	return fmt.Sprintf("GPU %d held by %s", a.Index, strings.Join(who, ", "))
 }
 
+// ClaimedBy names the pending claim's process and user, "dave (pid 812)";
+// "" when there is none.
+func (a Assessment) ClaimedBy() string {
+	if a.Lease == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s (pid %d)", holders.UserName(strconv.Itoa(a.Lease.UID)), a.Lease.PID)
+}
+
 // HolderName names a holder: its container's name, else its ID (short when
 // trunc), else "pid N" for a process outside containers.
 func HolderName(h holders.Holder, trunc bool) string {

@@ -2,8 +2,11 @@ package alloc
 
 import (
 	"encoding/json"
+	"strconv"
+	"time"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/holders"
 )
 
 // MarshalJSON is the GPU as `docker perceptron gpus --format json` prints
@@ -29,7 +32,16 @@ type assessmentJSON struct {
 	Processes          []processJSON     `json:"processes"`
 	State              string            `json:"state"`
 	Holders            []holderJSON      `json:"holders"`
+	Claim              *claimJSON        `json:"claim"`
 	Errors             map[string]string `json:"errors,omitempty"`
+}
+
+// claimJSON is a pending claim: another docker perceptron creating its
+// container on the GPU.
+type claimJSON struct {
+	PID     int       `json:"pid"`
+	User    string    `json:"user"`
+	Expires time.Time `json:"expires"`
 }
 
 type processJSON struct {
@@ -88,6 +100,9 @@ func newAssessmentJSON(s Assessment) assessmentJSON {
 			ContainerID: h.ContainerID, ContainerName: h.ContainerName, User: h.User,
 			PIDs: append([]int{}, h.PIDs...), ByProcess: h.ByProcess, ByReservation: h.ByReservation,
 		})
+	}
+	if l := s.Lease; l != nil {
+		j.Claim = &claimJSON{PID: l.PID, User: holders.UserName(strconv.Itoa(l.UID)), Expires: l.Expires}
 	}
 	return j
 }

@@ -221,11 +221,15 @@ func (c *gpuContext) PIDs() string {
 func (c *gpuContext) State() string { return c.s.State }
 
 // UsedBy names the holders: "name (user)" for a container, "pid N (user)"
-// for a process outside containers.
+// for a process outside containers, "claim of user (pid N)" for another
+// docker perceptron creating its container.
 func (c *gpuContext) UsedBy() string {
 	parts := make([]string, 0, len(c.s.Holders))
 	for _, h := range c.s.Holders {
 		parts = append(parts, alloc.NameWithUser(h, c.trunc))
+	}
+	if c.s.Lease != nil {
+		parts = append(parts, "claim of "+c.s.ClaimedBy())
 	}
 	return strings.Join(parts, ", ")
 }

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/docker/cli/cli"
@@ -22,7 +24,9 @@ import (
 	"gotest.tools/v3/golden"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
+	"github.com/perceptron/docker-perceptron/internal/holders"
 	"github.com/perceptron/docker-perceptron/internal/labels"
+	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
 // fakeContainerAPI is a Docker API that knows a few containers; the
@@ -144,7 +148,22 @@ func gpusCLI(t *testing.T, spec gpustest.Spec, api client.APIClient, proc string
 	deps.NVML = func() (nvml.Interface, error) { return gpustest.NewLibrary(spec), nil }
 	deps.ProcRoot = proc
 	deps.CachePath = filepath.Join(t.TempDir(), "cache", "reservations.json")
+	deps.StateDir = filepath.Join(t.TempDir(), "state")
 	return dockerCLI, out, errOut, deps
+}
+
+// A GPU that another docker perceptron has claimed, and whose container it
+// is still creating, is reserved in the view as in the choice, and says by
+// whom.
+func TestGpusShowsPendingClaim(t *testing.T) {
+	spec := gpustest.FourH100()
+	dockerCLI, out, errOut, deps := gpusCLI(t, spec, &fakeContainerAPI{defaultRuntime: "runc"}, t.TempDir())
+	l := ledger.NewLease([]string{spec.GPUs[2].UUID}, time.Now(), time.Minute)
+	assert.NilError(t, ledger.WriteLease(deps.StateDir, l))
+	assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "--format", "{{.Index}} {{.State}} {{.UsedBy}}"))
+	me := holders.UserName(strconv.Itoa(os.Geteuid()))
+	assert.Equal(t, out.String(), fmt.Sprintf("0 free \n1 busy pid 4242\n2 reserved claim of %s (pid %d)\n3 free \n", me, os.Getpid()))
+	assert.Equal(t, errOut.String(), "")
 }
 
 func runGpusCmd(t *testing.T, dockerCLI command.Cli, deps Deps, args ...string) error {
