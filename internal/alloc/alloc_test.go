@@ -162,6 +162,20 @@ func TestClaimConcurrent(t *testing.T) {
 	}
 }
 
+// waitForOne claims one GPU with --wait in the background, and releases it
+// at once; the channel says how that ended.
+func waitForOne(t *testing.T, a *Allocator) <-chan error {
+	got := make(chan error, 1)
+	go func() {
+		c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds(), Wait: true})
+		if err == nil {
+			err = c.Release()
+		}
+		got <- err
+	}()
+	return got
+}
+
 func TestClaimWaitsForRelease(t *testing.T) {
 	d := &daemon{}
 	a := newAllocator(t, fakeHost(1), d)
@@ -175,14 +189,7 @@ func TestClaimWaitsForRelease(t *testing.T) {
 	d.create("first", "alice", first.UUIDs())
 	assert.NilError(t, first.Release())
 
-	got := make(chan error, 1)
-	go func() {
-		c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds(), Wait: true})
-		if err == nil {
-			err = c.Release()
-		}
-		got <- err
-	}()
+	got := waitForOne(t, a)
 	select {
 	case err := <-got:
 		t.Fatalf("the waiter did not wait: %v", err)
@@ -275,14 +282,7 @@ func TestClaimWaitIsFIFO(t *testing.T) {
 	earlier, err := ledger.Enqueue(a.StateDir) // this process: alive
 	assert.NilError(t, err)
 
-	got := make(chan error, 1)
-	go func() {
-		c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds(), Wait: true})
-		if err == nil {
-			err = c.Release()
-		}
-		got <- err
-	}()
+	got := waitForOne(t, a)
 	select {
 	case err := <-got:
 		t.Fatalf("a later waiter was served before an earlier one: %v", err)

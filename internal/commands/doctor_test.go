@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -26,15 +25,6 @@ import (
 	"github.com/perceptron/docker-perceptron/internal/preflight"
 )
 
-// doctorSpec is eight H100s (driver 550.54.15, CUDA 12.4) with fixed UUIDs.
-func doctorSpec() gpustest.Spec {
-	spec := gpustest.Spec{DriverVersion: "550.54.15", CUDAVersion: "12.4"}
-	for i := range 8 {
-		spec.GPUs = append(spec.GPUs, gpustest.GPU{UUID: fmt.Sprintf("GPU-0000000%d-h100", i), Name: "NVIDIA H100 80GB HBM3", MemoryTotalMiB: 81559})
-	}
-	return spec
-}
-
 func nvmlDeps(spec gpustest.Spec) Deps {
 	return Deps{NVML: func() (nvml.Interface, error) { return gpustest.NewLibrary(spec), nil }}
 }
@@ -49,7 +39,7 @@ func levels(findings []preflight.Finding) []string {
 
 // healthyFacts is a well set-up local server.
 func healthyFacts(t *testing.T) preflight.DoctorFacts {
-	inv, err := gpus.Load(gpustest.NewLibrary(doctorSpec()))
+	inv, err := gpus.Load(gpustest.NewLibrary(gpustest.EightH100()))
 	assert.NilError(t, err)
 	return preflight.DoctorFacts{
 		Host: preflight.Host{
@@ -91,7 +81,7 @@ func TestBuildDoctorReport(t *testing.T) {
 				f.Host.Daemon.HookOnPath = false
 				f.Host.Daemon.CDISpecDirs = []string{"/etc/cdi", "/var/run/cdi"}
 				f.Host.DevCharLinks = false
-				spec := doctorSpec()
+				spec := gpustest.EightH100()
 				spec.InitError = "ERROR_LIBRARY_NOT_FOUND"
 				withNVML(&f, spec)
 				f.StateDir = ledger.DirState{Path: "/tmp/docker-perceptron", Exists: true, IsDir: true, Mode: fs.ModeDir | 0o755}
@@ -135,7 +125,7 @@ func TestBuildDoctorReport(t *testing.T) {
 			facts: func(t *testing.T) preflight.DoctorFacts {
 				f := healthyFacts(t)
 				f.Host.LacksSysResource = true
-				spec := doctorSpec()
+				spec := gpustest.EightH100()
 				spec.GPUs = spec.GPUs[:3]
 				spec.GPUs[1].Errors = map[string]string{"handle": "ERROR_GPU_IS_LOST"}
 				spec.GPUs[2].Errors = map[string]string{"power": "ERROR_UNKNOWN", "temperature": "ERROR_UNKNOWN"}
@@ -232,7 +222,7 @@ func TestDoctorCommand(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "state")
 	assert.NilError(t, os.Mkdir(stateDir, 0o700))
 	assert.NilError(t, os.Chmod(stateDir, 0o777|fs.ModeSticky))
-	deps := nvmlDeps(doctorSpec())
+	deps := nvmlDeps(gpustest.EightH100())
 	deps.StateDir = stateDir
 	deps.SystemPresets = filepath.Join(t.TempDir(), "system-presets.yaml") // absent
 	userPresets := filepath.Join(os.Getenv("DOCKER_CONFIG"), "perceptron", "presets.yaml")

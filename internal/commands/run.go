@@ -56,17 +56,17 @@ func newContainerCommand(dockerCLI command.Cli, deps Deps, st *stock, name, shor
 		DisableFlagParsing:    true,
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			inv, err := parseContainerArgs(st.flags(name), args)
+			cl, err := parseContainerArgs(st.flags(name), args)
 			if err != nil {
 				return fmt.Errorf("%w\nSee 'docker perceptron %s --help'.", err, name)
 			}
-			if inv.help {
+			if cl.help {
 				return cmd.Help()
 			}
-			if len(inv.positional) == 0 {
+			if len(cl.positional) == 0 {
 				return fmt.Errorf("\"docker perceptron %s\" requires at least 1 argument.\nSee 'docker perceptron %s --help'.\n\nUsage:  %s", name, name, cmd.UseLine())
 			}
-			return runContainer(cmd.Context(), dockerCLI, deps, st, name, inv)
+			return runContainer(cmd.Context(), dockerCLI, deps, st, name, cl)
 		},
 	}
 	var forHelp runOptions
@@ -85,8 +85,8 @@ func newContainerCommand(dockerCLI command.Cli, deps Deps, st *stock, name, shor
 	return cmd
 }
 
-// invocation is a parsed docker perceptron run/create command line.
-type invocation struct {
+// cmdLine is a parsed docker perceptron run/create command line.
+type cmdLine struct {
 	runOptions
 	help       bool
 	user       []presets.Setting // the user's docker options, in order
@@ -97,10 +97,10 @@ type invocation struct {
 // command's flag set (which stops at the image) plus docker perceptron's
 // options. Each docker option is checked by docker's own parser, each of
 // docker perceptron's values by internal/request.
-func parseContainerArgs(flags *pflag.FlagSet, args []string) (invocation, error) {
-	var inv invocation
+func parseContainerArgs(flags *pflag.FlagSet, args []string) (cmdLine, error) {
+	var cl cmdLine
 	flags.SetOutput(io.Discard)
-	inv.addFlags(flags)
+	cl.addFlags(flags)
 	own := map[string]bool{"preset": true, "dry-run": true, "wait": true}
 	err := flags.ParseAll(args, func(f *pflag.Flag, value string) error {
 		handled, err := request.CheckSetting(f.Name, value)
@@ -116,49 +116,49 @@ func parseContainerArgs(flags *pflag.FlagSet, args []string) (invocation, error)
 		switch {
 		case own[f.Name]:
 		case f.Name == "help":
-			inv.help = value == "true"
+			cl.help = value == "true"
 		default:
-			inv.user = append(inv.user, presets.Setting{Flag: presets.Canonical(f.Name), Value: value})
+			cl.user = append(cl.user, presets.Setting{Flag: presets.Canonical(f.Name), Value: value})
 		}
 		return nil
 	})
 	if errors.Is(err, pflag.ErrHelp) {
-		inv.help = true
-		return inv, nil
+		cl.help = true
+		return cl, nil
 	}
 	if err != nil {
-		return inv, err
+		return cl, err
 	}
-	inv.positional = flags.Args()
-	return inv, nil
+	cl.positional = flags.Args()
+	return cl, nil
 }
 
 // buildRequest merges the presets with the user's options and reads the
 // result into the run's typed request, once.
-func buildRequest(dockerCLI command.Cli, deps Deps, st *stock, name string, inv invocation) (request.Run, error) {
+func buildRequest(dockerCLI command.Cli, deps Deps, st *stock, name string, cl cmdLine) (request.Run, error) {
 	store, err := loadPresets(deps, st)
 	if err != nil {
 		return request.Run{}, err
 	}
-	fromPresets, err := store.Expand(inv.presets...)
+	fromPresets, err := store.Expand(cl.presets...)
 	if err != nil {
 		return request.Run{}, err
 	}
-	merged, err := presets.MergeUser(fromPresets, inv.user, dockerCLI.In().IsTerminal())
+	merged, err := presets.MergeUser(fromPresets, cl.user, dockerCLI.In().IsTerminal())
 	if err != nil {
 		return request.Run{}, err
 	}
 	return request.Build(request.Input{
-		Command: name, Presets: inv.presets, DryRun: inv.dryRun, Wait: inv.wait,
-		Merged: merged, FromPresets: fromPresets, User: inv.user,
-		Positional: inv.positional, Training: store.Training(inv.presets...),
+		Command: name, Presets: cl.presets, DryRun: cl.dryRun, Wait: cl.wait,
+		Merged: merged, FromPresets: fromPresets, User: cl.user,
+		Positional: cl.positional, Training: store.Training(cl.presets...),
 	})
 }
 
 // runContainer checks the run before anything is claimed or created, claims
 // its GPUs, and runs the stock command, or prints it with --dry-run.
-func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *stock, name string, inv invocation) error {
-	req, err := buildRequest(dockerCLI, deps, st, name, inv)
+func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *stock, name string, cl cmdLine) error {
+	req, err := buildRequest(dockerCLI, deps, st, name, cl)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package preflight
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -19,15 +18,6 @@ import (
 	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
-// doctorSpec is eight H100s (driver 550.54.15, CUDA 12.4) with fixed UUIDs.
-func doctorSpec() gpustest.Spec {
-	spec := gpustest.Spec{DriverVersion: "550.54.15", CUDAVersion: "12.4"}
-	for i := range 8 {
-		spec.GPUs = append(spec.GPUs, gpustest.GPU{UUID: fmt.Sprintf("GPU-0000000%d-h100", i), Name: "NVIDIA H100 80GB HBM3", MemoryTotalMiB: 81559})
-	}
-	return spec
-}
-
 func fakeNVML(spec gpustest.Spec) func() (nvml.Interface, error) {
 	return func() (nvml.Interface, error) { return gpustest.NewLibrary(spec), nil }
 }
@@ -42,7 +32,7 @@ func levels(findings []Finding) []string {
 
 func TestLoadInventory(t *testing.T) {
 	t.Run("eight GPUs", func(t *testing.T) {
-		inv, err := loadInventory(fakeNVML(doctorSpec()))
+		inv, err := loadInventory(fakeNVML(gpustest.EightH100()))
 		assert.NilError(t, err)
 		assert.Equal(t, inv.DriverVersion, "550.54.15")
 		assert.Equal(t, inv.CUDAVersion, "12.4")
@@ -58,7 +48,7 @@ func TestLoadInventory(t *testing.T) {
 		assert.Error(t, err, "NVML is not available in this build")
 	})
 	t.Run("init fails", func(t *testing.T) {
-		spec := doctorSpec()
+		spec := gpustest.EightH100()
 		spec.InitError = "ERROR_DRIVER_NOT_LOADED"
 		_, err := loadInventory(fakeNVML(spec))
 		assert.Assert(t, errors.Is(err, gpus.ErrNoDriver))

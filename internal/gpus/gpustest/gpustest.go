@@ -366,3 +366,13 @@ func FourH100() Spec {
 	spec.GPUs[1].Processes = []Process{{PID: 4242, UsedMemoryMiB: 20000}}
 	return spec
 }
+
+// EightH100 is a fixture: eight idle H100s (driver 550.54.15, CUDA 12.4)
+// whose UUIDs are GPU-0000000N-h100.
+func EightH100() Spec {
+	spec := Spec{DriverVersion: "550.54.15", CUDAVersion: "12.4"}
+	for i := range 8 {
+		spec.GPUs = append(spec.GPUs, GPU{UUID: fmt.Sprintf("GPU-0000000%d-h100", i), Name: "NVIDIA H100 80GB HBM3", MemoryTotalMiB: 81559})
+	}
+	return spec
+}
