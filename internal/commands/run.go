@@ -97,10 +97,15 @@ type cmdLine struct {
 // command's flag set (which stops at the image) plus docker perceptron's
 // options. Each docker option is checked by docker's own parser, each of
 // docker perceptron's values by internal/request.
-func parseContainerArgs(flags *pflag.FlagSet, args []string) (cmdLine, error) {
+func parseContainerArgs(stockFlags *pflag.FlagSet, args []string) (cmdLine, error) {
 	var cl cmdLine
+	// A set of its own, holding the stock flags: docker's set is left as
+	// it is, for the presets that are checked with it.
+	flags := pflag.NewFlagSet("perceptron", pflag.ContinueOnError)
+	flags.SetInterspersed(false) // options stop at the image, as docker run's
 	flags.SetOutput(io.Discard)
 	cl.addFlags(flags)
+	flags.AddFlagSet(stockFlags)
 	own := map[string]bool{"preset": true, "dry-run": true, "wait": true}
 	err := flags.ParseAll(args, func(f *pflag.Flag, value string) error {
 		handled, err := request.CheckSetting(f.Name, value)

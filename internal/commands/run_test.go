@@ -148,6 +148,7 @@ func TestRunErrors(t *testing.T) {
 		{"bad threshold", "", []string{"run", "--gpus", "auto", "--gpu-max-util", "120", "img"}, `invalid --gpu-max-util "120": use a percentage from 0 to 100`},
 		{"bad wait", "", []string{"run", "--gpus", "auto", "--wait=soon", "img"}, `invalid --wait "soon"`},
 		{"bad preset file", "x:\n  shm_size: 1g\n", []string{"run", "--preset", "tf-train", "img"}, `user-presets.yaml:2: preset "x": unknown docker run option "shm_size": did you mean "shm-size"?`},
+		{"plugin option in a preset", "x:\n  dry-run: true\n", []string{"run", "--dry-run", "--preset", "x", "img"}, `user-presets.yaml:2: preset "x": unknown docker run option "dry-run"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
