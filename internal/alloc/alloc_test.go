@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	"gotest.tools/v3/assert"
@@ -24,10 +26,12 @@ import (
 	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
-// daemon is a fake Docker daemon whose containers may hold GPUs by label.
+// daemon is a fake Docker daemon whose containers hold GPUs by device
+// request, as docker perceptron creates them.
 type daemon struct {
 	mu   sync.Mutex
 	list []container.Summary
+	gpus map[string][]string // container ID -> the UUIDs it asked for
 }
 
 func (d *daemon) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
@@ -37,24 +41,35 @@ func (d *daemon) ContainerList(context.Context, client.ContainerListOptions) (cl
 }
 
 func (d *daemon) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
-	return client.ContainerInspectResult{}, fmt.Errorf("no such container: %s", id)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	uuids, ok := d.gpus[id]
+	i := slices.IndexFunc(d.list, func(c container.Summary) bool { return c.ID == id })
+	if !ok || i < 0 {
+		return client.ContainerInspectResult{}, cerrdefs.ErrNotFound.WithMessage("no such container: " + id)
+	}
+	return client.ContainerInspectResult{Container: container.InspectResponse{
+		ID: id, Config: &container.Config{Labels: d.list[i].Labels},
+		HostConfig: &container.HostConfig{Resources: container.Resources{DeviceRequests: []container.DeviceRequest{
+			{Driver: "nvidia", DeviceIDs: uuids, Capabilities: [][]string{{"gpu"}}},
+		}}},
+	}}, nil
 }
 
-// create adds a running container holding uuids, as docker perceptron labels it.
+// create adds a running container holding uuids, labelled as docker
+// perceptron labels it.
 func (d *daemon) create(name, user string, uuids []string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	list := ""
-	for i, u := range uuids {
-		if i > 0 {
-			list += ","
-		}
-		list += u
-	}
+	id := fmt.Sprintf("%064d", len(d.list)+1)
 	d.list = append(d.list, container.Summary{
-		ID: fmt.Sprintf("%064d", len(d.list)+1), Names: []string{"/" + name}, State: container.StateRunning,
-		Labels: map[string]string{labels.User: user, labels.GPUs: list},
+		ID: id, Names: []string{"/" + name}, State: container.StateRunning,
+		Labels: map[string]string{labels.User: user, labels.GPUs: strings.Join(uuids, ",")},
 	})
+	if d.gpus == nil {
+		d.gpus = map[string][]string{}
+	}
+	d.gpus[id] = uuids
 }
 
 func (d *daemon) removeAll() {

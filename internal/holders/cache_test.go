@@ -49,14 +49,17 @@ func (d *filteringDaemon) ContainerList(_ context.Context, opts client.Container
 	return client.ContainerListResult{Items: out}, nil
 }
 
-// ContainerInspect answers for every container: none asks for GPUs.
+// ContainerInspect answers for every container: the one called "holder"
+// asks for GPU-0, none other for a GPU.
 func (d *filteringDaemon) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
 	if !slices.ContainsFunc(d.list, func(c container.Summary) bool { return c.ID == id }) {
 		return client.ContainerInspectResult{}, fmt.Errorf("no such container: %s", id)
 	}
-	return client.ContainerInspectResult{Container: container.InspectResponse{
-		ID: id, Config: &container.Config{}, HostConfig: &container.HostConfig{},
-	}}, nil
+	hc := &container.HostConfig{}
+	if id == "holder" {
+		hc.DeviceRequests = []container.DeviceRequest{{Driver: "nvidia", DeviceIDs: []string{"GPU-0"}}}
+	}
+	return client.ContainerInspectResult{Container: container.InspectResponse{ID: id, Config: &container.Config{}, HostConfig: hc}}, nil
 }
 
 func (d *filteringDaemon) add(id string, state container.ContainerState) {

@@ -21,12 +21,12 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus"
-	"github.com/perceptron/docker-perceptron/internal/labels"
 )
 
 // reservationFormat is Reservation.Format for reservations of this version:
-// older cached ones did not keep NVIDIA_VISIBLE_DEVICES apart.
-const reservationFormat = 1
+// older cached ones did not keep NVIDIA_VISIBLE_DEVICES apart (0), or were
+// taken from labels, which anyone can set (1).
+const reservationFormat = 2
 
 // Holder is a container (or a host process) that holds a GPU: by running a
 // process on it, by a reservation in its configuration, or both.
@@ -168,8 +168,9 @@ func (f Finder) processes(inv gpus.Inventory) map[int]Proc {
 	return procs
 }
 
-// liveContainers lists the containers once and inspects only the live ones
-// whose reservation is neither cached nor told by docker perceptron's labels.
+// liveContainers lists the containers once and inspects the live ones whose
+// reservation is not cached. Labels are never taken for a reservation: any
+// user can set them; what a container holds is what it asked docker for.
 func (f Finder) liveContainers(ctx context.Context) (map[string]Container, error) {
 	cache := f.Cache
 	if cache == nil {
@@ -188,9 +189,6 @@ func (f Finder) liveContainers(ctx context.Context) (map[string]Container, error
 		in := Container{Name: containerName(c.Names)}
 		if r, ok := cache.Get(c.ID); ok && r.Format == reservationFormat {
 			in.Reservation = r
-		} else if r, ok := reservationFromLabels(c.Labels); ok {
-			in.Reservation = r
-			cache.Put(c.ID, r)
 		} else {
 			toInspect = append(toInspect, c.ID)
 		}
@@ -342,19 +340,6 @@ func (f Finder) inspect(ctx context.Context, ids []string) (map[string]Reservati
 		}
 	}
 	return found, nil
-}
-
-// reservationFromLabels reads the labels docker perceptron sets on the
-// containers it creates; they describe its GPUs and user completely.
-func reservationFromLabels(l map[string]string) (Reservation, bool) {
-	gpus, ok1 := l[labels.GPUs]
-	u, ok2 := l[labels.User]
-	if !ok1 || !ok2 {
-		return Reservation{}, false
-	}
-	r := Reservation{User: u, Format: reservationFormat}
-	r.GPUs, r.All = addList(nil, false, gpus)
-	return r, true
 }
 
 func containerName(names []string) string {

@@ -90,7 +90,7 @@ func id64(c byte) string {
 func TestStatus(t *testing.T) {
 	var (
 		train   = id64('a') // runs on GPU 1, reserves GPUs 1 and 2 by --gpus
-		planned = id64('b') // created by the plugin, label reservation of GPU 3
+		planned = id64('b') // created, --gpus device=GPU 3's UUID; its labels say GPU 0, and are not believed
 		stopped = id64('c') // exited: holds nothing
 		envAll  = id64('d') // paused, NVIDIA_VISIBLE_DEVICES=0
 		gone    = id64('e') // removed between list and inspect
@@ -108,7 +108,8 @@ func TestStatus(t *testing.T) {
 	docker := &fakeDocker{}
 	docker.add(train, "train", container.StateRunning, nil, inspectWith(nil, map[string]string{labels.User: "alice"}, "",
 		container.DeviceRequest{DeviceIDs: []string{"1", "GPU-cccccccc-1111-2222-3333-444455556666"}, Capabilities: [][]string{{"gpu"}}}))
-	docker.add(planned, "planned", container.StateCreated, map[string]string{labels.User: "bob", labels.GPUs: "GPU-dddddddd-1111-2222-3333-444455556666"}, container.InspectResponse{})
+	docker.add(planned, "planned", container.StateCreated, nil, inspectWith(nil, map[string]string{labels.User: "bob", labels.GPUs: "GPU-aaaaaaaa-1111-2222-3333-444455556666"}, "",
+		container.DeviceRequest{Driver: "nvidia", DeviceIDs: []string{"GPU-dddddddd-1111-2222-3333-444455556666"}}))
 	docker.add(stopped, "old", container.StateExited, nil, inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all"}, nil, ""))
 	docker.add(envAll, "notebook", container.StatePaused, nil, inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=0"}, nil, "jovyan"))
 	docker.list = append(docker.list, container.Summary{ID: gone, Names: []string{"/gone"}, State: container.StateRunning})
@@ -130,8 +131,9 @@ func TestStatus(t *testing.T) {
 	assert.DeepEqual(t, got.ByGPU[2], []Holder{{ContainerID: train, ContainerName: "train", User: "alice", ByReservation: true}})
 	assert.DeepEqual(t, got.ByGPU[3], []Holder{{ContainerID: planned, ContainerName: "planned", User: "bob", ByReservation: true}})
 
-	// Labelled and exited containers are not inspected; then all is cached.
-	assert.DeepEqual(t, slices.Sorted(slices.Values(docker.inspects)), []string{train, envAll, gone})
+	// Every live container is inspected, labels or not; exited ones are
+	// not; then all is cached.
+	assert.DeepEqual(t, slices.Sorted(slices.Values(docker.inspects)), []string{train, planned, envAll, gone})
 	assert.Equal(t, len(cache), 3)
 	docker.inspects = nil
 	_, err = l.Find(t.Context(), inv)

@@ -154,7 +154,6 @@ func ReservationOf(ctr container.InspectResponse) Reservation {
 	if u := lbls[labels.User]; u != "" {
 		r.User = u
 	}
-	r.GPUs, r.All = addList(r.GPUs, r.All, lbls[labels.GPUs])
 
 	var requests []container.DeviceRequest
 	if ctr.HostConfig != nil {

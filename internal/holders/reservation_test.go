@@ -91,7 +91,8 @@ func TestReservationOf(t *testing.T) {
 			ctr:  onRuntime("runc", inspectWith(nil, nil, "", container.DeviceRequest{Count: -1, Capabilities: gpuCaps})),
 			want: Reservation{All: true},
 		},
-		{name: "label", ctr: inspectWith(nil, map[string]string{labels.GPUs: "GPU-a,GPU-b"}, ""), want: Reservation{GPUs: []string{"GPU-a", "GPU-b"}}},
+		{name: "a label alone holds nothing", ctr: inspectWith(nil, map[string]string{labels.GPUs: "GPU-a,GPU-b"}, ""), want: Reservation{}},
+		{name: "the device request, not the label", ctr: inspectWith(nil, map[string]string{labels.GPUs: "GPU-a"}, "", container.DeviceRequest{Driver: "nvidia", DeviceIDs: []string{"GPU-e"}}), want: Reservation{GPUs: []string{"GPU-e"}}},
 		{name: "config user", ctr: inspectWith(nil, nil, "1000:1000"), want: Reservation{User: "1000:1000"}},
 		{name: "label user wins", ctr: inspectWith(nil, map[string]string{labels.User: "alice"}, "root"), want: Reservation{User: "alice"}},
 	}

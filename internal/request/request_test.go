@@ -156,6 +156,7 @@ func TestBuildDefaultsAndErrors(t *testing.T) {
 
 func TestArgs(t *testing.T) {
 	r := Run{
+		Command:    "run",
 		Presets:    []string{"tf-train", "jupyter"},
 		Docker:     []presets.Setting{set("rm", "true"), set("env", "NVIDIA_VISIBLE_DEVICES=0")},
 		Positional: []string{"img", "sh"},
@@ -167,8 +168,39 @@ func TestArgs(t *testing.T) {
 		"--gpus", `"device=GPU-a,GPU-b"`,
 		"--label", "com.perceptron.gpus=GPU-a,GPU-b",
 		"--label", "com.perceptron.claim=TOKEN",
+		"--label", "com.perceptron.command=run",
 		"--rm", "--env", "NVIDIA_VISIBLE_DEVICES=0",
 		"img", "sh",
 	})
 	assert.DeepEqual(t, Run{Positional: []string{"img"}}.Args(Claimed{}), []string{"img"})
+}
+
+// docker perceptron's labels and GPU choice cannot be overridden: a label
+// the user sets would hide a claim, a second GPU request would give the
+// container other GPUs than the claimed ones.
+func TestBuildRefuses(t *testing.T) {
+	labelFile := filepath.Join(t.TempDir(), "labels")
+	assert.NilError(t, os.WriteFile(labelFile, []byte("team=ml\ncom.perceptron.gpus=\n"), 0o644))
+	tests := []struct {
+		name     string
+		settings []presets.Setting
+		want     string
+	}{
+		{"label", []presets.Setting{set("label", "com.perceptron.gpus=")}, `invalid --label "com.perceptron.gpus": the com.perceptron.* labels are docker perceptron's own`},
+		{"label without a value", []presets.Setting{set("gpus", "all"), set("label", "com.perceptron.claim")}, `invalid --label "com.perceptron.claim"`},
+		{"label file", []presets.Setting{set("label-file", labelFile)}, `invalid --label-file "com.perceptron.gpus"`},
+		{"auto and device", []presets.Setting{set("gpus", "auto"), set("gpus", `"device=GPU-5"`)}, "--gpus auto cannot be combined with another --gpus"},
+		{"auto and all", []presets.Setting{set("gpus", "all"), set("gpus", "auto:2")}, "--gpus auto cannot be combined with another --gpus"},
+		{"auto and CDI", []presets.Setting{set("gpus", "auto"), set("device", "nvidia.com/gpu=1")}, "--gpus auto cannot be combined with --device nvidia.com/gpu=1"},
+		{"auto and env", []presets.Setting{set("gpus", "auto"), set("env", "NVIDIA_VISIBLE_DEVICES=5")}, "--gpus auto cannot be combined with NVIDIA_VISIBLE_DEVICES"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Build(Input{Merged: tc.settings, Positional: []string{"img"}})
+			assert.ErrorContains(t, err, tc.want)
+		})
+	}
+	// Other labels, and a GPU request of docker's own with them, are fine.
+	_, err := Build(Input{Merged: []presets.Setting{set("label", "com.example.team=ml"), set("gpus", "all"), set("env", "NVIDIA_VISIBLE_DEVICES=1")}})
+	assert.NilError(t, err)
 }

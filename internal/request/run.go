@@ -1,6 +1,7 @@
 package request
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/docker/cli/opts"
@@ -56,6 +57,9 @@ func Build(in Input) (Run, error) {
 	if r.Wait, err = ParseWait(in.Wait); err != nil {
 		return Run{}, err
 	}
+	if err := checkOwnLabels(in.Merged); err != nil {
+		return Run{}, err
+	}
 	for _, s := range in.Merged {
 		own, err := r.read(s)
 		if err != nil {
@@ -64,6 +68,9 @@ func Build(in Input) (Run, error) {
 		if !own {
 			r.Docker = append(r.Docker, s)
 		}
+	}
+	if err := checkAutoAlone(in.Merged, r.Preflight.Env); err != nil {
+		return Run{}, err
 	}
 	r.Preflight.GPURequested = r.GPUs.Requested()
 	r.Preflight.GPUChoice = r.GPUs.Specific()
@@ -101,6 +108,60 @@ func (r *Run) read(s presets.Setting) (own bool, err error) {
 		}
 	}
 	return false, nil
+}
+
+// checkOwnLabels refuses docker perceptron's own labels from the user or a
+// preset (--label, --label-file): other users and later runs read them.
+func checkOwnLabels(settings []presets.Setting) error {
+	for _, s := range settings {
+		var kvs []string
+		switch s.Flag {
+		case "label":
+			kvs = []string{s.Value}
+		case "label-file":
+			var err error
+			if kvs, err = opts.ReadKVStrings([]string{s.Value}, nil); err != nil {
+				return fmt.Errorf("reading --label-file: %w", err)
+			}
+		}
+		for _, kv := range kvs {
+			if k, _, _ := strings.Cut(kv, "="); labels.Own(k) {
+				return fmt.Errorf("invalid --%s %q: the %s labels are docker perceptron's own, set on the containers it creates; use a label of your own", s.Flag, k, labels.Prefix+"*")
+			}
+		}
+	}
+	return nil
+}
+
+// checkAutoAlone refuses --gpus auto next to another GPU request: a second
+// --gpus, a CDI GPU device, or NVIDIA_VISIBLE_DEVICES, which would give the
+// container other GPUs than the ones claimed.
+func checkAutoAlone(settings []presets.Setting, env []string) error {
+	const fix = "let --gpus auto choose, or give docker's own --gpus device=… alone"
+	auto, gpuFlags, cdi := false, 0, ""
+	for _, s := range settings {
+		switch {
+		case s.Flag == "gpus":
+			g, _ := ParseGPUs(s.Value)
+			auto, gpuFlags = auto || g.Auto > 0, gpuFlags+1
+		case s.Flag == "device" && strings.HasPrefix(s.Value, "nvidia.com/gpu"):
+			cdi = s.Value
+		}
+	}
+	switch {
+	case !auto:
+		return nil
+	case cdi != "":
+		return fmt.Errorf("--gpus auto cannot be combined with --device %s: %s", cdi, fix)
+	case gpuFlags > 1:
+		return fmt.Errorf("--gpus auto cannot be combined with another --gpus: %s", fix)
+	}
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == "NVIDIA_VISIBLE_DEVICES" {
+			return fmt.Errorf("--gpus auto cannot be combined with NVIDIA_VISIBLE_DEVICES: %s", fix)
+		}
+	}
+	return nil
 }
 
 // shmSize returns the last --shm-size of settings in bytes, 0 if none.
@@ -145,7 +206,10 @@ func (r Run) Args(c Claimed) []string {
 		)
 	}
 	if c.Token != "" {
-		add = append(add, presets.Setting{Flag: "label", Value: labels.Claim + "=" + c.Token})
+		add = append(add,
+			presets.Setting{Flag: "label", Value: labels.Claim + "=" + c.Token},
+			presets.Setting{Flag: "label", Value: labels.Command + "=" + r.Command},
+		)
 	}
 	return append(presets.Args(presets.Merge(add, r.Docker)), r.Positional...)
 }
