@@ -11,8 +11,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -55,11 +57,18 @@ type Claim struct {
 	Devices []gpus.Device
 	Token   string
 
-	dir  string
-	stop chan struct{}
-	done sync.WaitGroup
-	once sync.Once
+	a     *Allocator
+	lease ledger.Lease
+	ttl   time.Duration
+	lost  atomic.Bool // the lease ran out (the run was stopped): never renewed again
+	stop  chan struct{}
+	done  sync.WaitGroup
+	once  sync.Once
 }
+
+// ErrClaimExpired is returned by Check for a claim whose lease ran out
+// before its container was created: its GPUs may have gone to someone else.
+var ErrClaimExpired = errors.New("the GPU claim expired before the container was created")
 
 // UUIDs returns the claimed GPUs' UUIDs, in index order.
 func (c *Claim) UUIDs() []string { return UUIDs(c.Devices) }
@@ -83,18 +92,50 @@ func (c *Claim) Describe() string {
 	return "using " + strings.Join(parts, ", ")
 }
 
-// Release ends the claim: call it once the container exists (its labels then
-// carry the claim) or when it will not be created.
+// Release ends the claim (none for a nil claim): call it once the container exists (its labels then
+// carry the claim) or when it will not be created. The lease is removed under
+// the host lock, so that a claim that reads the leases and then lists the
+// containers cannot miss both the lease and the container.
 func (c *Claim) Release() error {
+	if c == nil {
+		return nil
+	}
 	var err error
 	c.once.Do(func() {
 		if c.stop != nil {
 			close(c.stop)
 			c.done.Wait()
 		}
-		err = ledger.Release(c.dir, c.Token)
+		if c.Token == "" {
+			return
+		}
+		var unlock func()
+		if unlock, err = ledger.Lock(context.Background(), c.a.StateDir); err != nil {
+			// The lease runs out by itself; never remove it unlocked.
+			err = fmt.Errorf("cannot release the GPU claim (it ends within %s): %w", c.ttl, err)
+			return
+		}
+		defer unlock()
+		err = ledger.Release(c.a.StateDir, c.Token)
 	})
 	return err
+}
+
+// Check (a nil claim holds nothing) makes sure, right before the container is created, that the claim
+// still holds: under the host lock its lease must still count, and it is
+// renewed for another lease time. A run stopped (Ctrl-Z) past the lease time
+// gets ErrClaimExpired, and its GPUs are never used.
+func (c *Claim) Check() error {
+	if c == nil || c.Token == "" {
+		return nil
+	}
+	if err := c.a.renew(c); err != nil {
+		return err
+	}
+	if c.lost.Load() {
+		return fmt.Errorf("%w: the run was stopped for longer than the claim lasts (%s), and its GPUs may have gone to someone else; run it again", ErrClaimExpired, c.ttl)
+	}
+	return nil
 }
 
 // ErrNotEnough is matched (errors.Is) by every NotEnoughError.
@@ -179,6 +220,7 @@ func (a *Allocator) claim(ctx context.Context, req Request, lease bool) (*Claim,
 	for {
 		c, err := a.attempt(ctx, lib, req, ticket, lease)
 		var inLine *waitingInLine
+		var notEnough *NotEnoughError
 		switch {
 		case err == nil:
 			return c, nil
@@ -186,6 +228,8 @@ func (a *Allocator) claim(ctx context.Context, req Request, lease bool) (*Claim,
 			// The lock, a container list or the daemon was interrupted:
 			// the same words whatever the step.
 			return nil, &StoppedError{Cause: context.Cause(ctx)}
+		case errors.As(err, &notEnough) && notEnough.Asked > notEnough.Total:
+			return nil, err // more than the host has: waiting would be forever
 		case !req.Wait, !errors.Is(err, ErrNotEnough) && !errors.As(err, &inLine):
 			return nil, err
 		}
@@ -235,12 +279,15 @@ func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request
 	if err != nil {
 		return nil, err
 	}
-	held, err := a.Holders.Find(ctx, inv)
+	// The leases first, then the containers: a claim whose lease is gone
+	// released it, under the lock, only once its container existed, so the
+	// listing that follows sees the container.
+	now := a.Now()
+	leases, err := ledger.ActiveLeases(a.StateDir, now)
 	if err != nil {
 		return nil, err
 	}
-	now := a.Now()
-	leases, err := ledger.ActiveLeases(a.StateDir, now)
+	held, err := a.Holders.Find(ctx, inv)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +295,7 @@ func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request
 	if err != nil {
 		return nil, err
 	}
-	c := &Claim{dir: a.StateDir}
+	c := &Claim{a: a}
 	for _, i := range chosen {
 		c.Devices = append(c.Devices, deviceByIndex(inv.Devices, i))
 	}
@@ -259,12 +306,12 @@ func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request
 	if ttl == 0 {
 		ttl = ledger.DefaultLeaseTTL
 	}
-	l := ledger.NewLease(c.UUIDs(), now, ttl)
-	if err := ledger.WriteLease(a.StateDir, l); err != nil {
+	c.lease, c.ttl = ledger.NewLease(c.UUIDs(), now, ttl), ttl
+	if err := ledger.WriteLease(a.StateDir, c.lease); err != nil {
 		return nil, fmt.Errorf("cannot record the GPU claim: %w", err)
 	}
-	c.Token = l.Token
-	a.keepAlive(c, l, ttl)
+	c.Token = c.lease.Token
+	a.keepAlive(c)
 	return c, nil
 }
 
@@ -287,33 +334,47 @@ func choose(inv gpus.Inventory, assessed []Assessment, count int) ([]int, error)
 
 // keepAlive renews the lease every third of its TTL until the claim is
 // released, so that a slow container creation (an image pull) keeps its GPUs.
-func (a *Allocator) keepAlive(c *Claim, l ledger.Lease, ttl time.Duration) {
+func (a *Allocator) keepAlive(c *Claim) {
 	c.stop = make(chan struct{})
 	c.done.Add(1)
 	go func() {
 		defer c.done.Done()
-		t := time.NewTicker(ttl / 3)
+		t := time.NewTicker(c.ttl / 3)
 		defer t.Stop()
 		for {
 			select {
 			case <-c.stop:
 				return
 			case <-t.C:
-				_ = a.renew(l, ttl)
+				_ = a.renew(c)
 			}
 		}
 	}()
 }
 
-// renew replaces the lease with one that expires a TTL from now, under the
-// lock so that no other invocation sees the GPUs unclaimed in between.
-func (a *Allocator) renew(l ledger.Lease, ttl time.Duration) error {
+// renew replaces the claim's lease with one that expires a TTL from now,
+// under the lock so that no other invocation sees the GPUs unclaimed in
+// between. A lease that no longer counts (the run was stopped past it) is
+// never brought back: the claim is lost.
+func (a *Allocator) renew(c *Claim) error {
+	if c.lost.Load() {
+		return nil
+	}
 	unlock, err := ledger.Lock(context.Background(), a.StateDir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	return ledger.Renew(a.StateDir, l, a.Now().Add(ttl))
+	now := a.Now()
+	leases, err := ledger.ActiveLeases(a.StateDir, now)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(leases, func(l ledger.Lease) bool { return l.Token == c.Token }) {
+		c.lost.Store(true)
+		return nil
+	}
+	return ledger.Renew(a.StateDir, c.lease, now.Add(c.ttl))
 }
 
 func deviceByIndex(devices []gpus.Device, i int) gpus.Device {

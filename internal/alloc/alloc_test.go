@@ -317,14 +317,16 @@ func TestClaimWaitIsFIFO(t *testing.T) {
 }
 
 // The lease is renewed under the host lock: while another invocation holds
-// the lock, the renewal waits and the lease runs out; once the lock is
-// free, the renewal records it again.
+// the lock, the renewal waits and the lease runs out. A lease that ran out is
+// never brought back (its GPUs may have gone to someone else): the claim is
+// lost, and Check says so before the container is created.
 func TestLeaseRenewedUnderLock(t *testing.T) {
 	a := newAllocator(t, fakeHost(1), &daemon{})
 	a.LeaseTTL = 300 * time.Millisecond // renewed every 100 ms
 	c, err := a.Claim(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds()})
 	assert.NilError(t, err)
 	defer c.Release()
+	assert.NilError(t, c.Check())
 
 	unlock, err := ledger.Lock(t.Context(), a.StateDir)
 	assert.NilError(t, err)
@@ -338,17 +340,29 @@ func TestLeaseRenewedUnderLock(t *testing.T) {
 	}
 	unlock()
 
-	deadline := time.Now().Add(5 * time.Second)
-	var leases []ledger.Lease
-	for {
-		leases, err = ledger.ActiveLeases(a.StateDir, time.Now())
-		assert.NilError(t, err)
-		if len(leases) == 1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // renewal ticks come and go
+	leases, err := ledger.ActiveLeases(a.StateDir, time.Now())
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(leases, 0), "a lease that ran out was brought back")
+	err = c.Check()
+	assert.Check(t, errors.Is(err, ErrClaimExpired), "%v", err)
+	assert.ErrorContains(t, err, "the run was stopped for longer than the claim lasts (300ms)")
+}
+
+// A run asking for more GPUs than the host has does not wait for ever.
+func TestClaimWaitForTheImpossible(t *testing.T) {
+	a := newAllocator(t, fakeHost(2), &daemon{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Claim(t.Context(), Request{Count: 3, Thresholds: DefaultThresholds(), Wait: true})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		assert.Error(t, err, "not enough free GPUs: 3 asked for, 2 free (this host has 2)")
+	case <-time.After(5 * time.Second):
+		t.Fatal("--wait for more GPUs than the host has is still waiting")
 	}
-	assert.Check(t, is.Len(leases, 1), "the lease was not renewed once the lock was free")
 }
 
 // The claim reads the topology through NVML and takes the best connected

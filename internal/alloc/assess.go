@@ -74,6 +74,10 @@ func Assess(inv gpus.Inventory, h holders.Holdings, leases []ledger.Lease, t Thr
 			a.Lease = leased[strings.ToUpper(d.UUID)]
 		}
 		a.State, a.Why = state(d, h.Reserved[d.Index] || a.Lease != nil, t)
+		if h.Unknown != "" && (a.State == StateFree || a.State == StateUnknown) {
+			// Never free when the containers could not be read.
+			a.State, a.Why = StateUnknown, "who holds it is unknown: "+h.Unknown
+		}
 		out = append(out, a)
 	}
 	return out
@@ -109,6 +113,10 @@ func usage(d gpus.Device, t Thresholds) (busy, unknown bool, why string) {
 			why = reason
 		}
 		busy, unknown = busy || isBusy, unknown || isUnknown
+	}
+	if !d.Known("uuid") || d.UUID == "" {
+		// It could be given to docker by index only, and never recorded.
+		note(false, true, "UUID unknown: "+d.Errors["uuid"])
 	}
 	switch {
 	case !d.Known("processes"):

@@ -13,7 +13,7 @@ import (
 )
 
 func TestStateWhy(t *testing.T) {
-	idle := gpus.Device{Index: 0, MemoryTotalMiB: 81920, MemoryUsedMiB: 4, UtilizationPercent: 0}
+	idle := gpus.Device{Index: 0, UUID: "GPU-0", MemoryTotalMiB: 81920, MemoryUsedMiB: 4, UtilizationPercent: 0}
 	with := func(f func(*gpus.Device)) gpus.Device {
 		d := idle
 		f(&d)
@@ -41,6 +41,7 @@ func TestStateWhy(t *testing.T) {
 		{name: "utilisation unknown", d: with(func(d *gpus.Device) { d.Errors = map[string]string{"utilization": "Not Supported"} }), t: th, why: "utilisation unknown"},
 		{name: "other query failed is fine", d: with(func(d *gpus.Device) { d.Errors = map[string]string{"temperature": "x", "nvlink": "x"} }), t: th, ok: true, why: "free"},
 		{name: "MIG", d: with(func(d *gpus.Device) { d.MIGEnabled = true }), t: th, why: "MIG"},
+		{name: "UUID unknown", d: with(func(d *gpus.Device) { d.UUID, d.Errors = "", map[string]string{"uuid": "ERROR_UNKNOWN"} }), t: th, why: "UUID unknown: ERROR_UNKNOWN"},
 		{name: "zero thresholds", d: with(func(d *gpus.Device) { d.MemoryUsedMiB = 1 }), t: Thresholds{}, why: "1 MiB"},
 	}
 	for _, tc := range tests {
@@ -78,6 +79,8 @@ func TestState(t *testing.T) {
 		{name: "mig idle", d: gpus.Device{MIGEnabled: true}, want: StateUnknown},
 		{name: "mig with process", d: gpus.Device{MIGEnabled: true, Processes: []gpus.Process{{PID: 1}}}, want: StateBusy},
 		{name: "nothing known", d: gpus.Device{Errors: map[string]string{"processes": "x", "memory": "x", "utilization": "x"}}, want: StateUnknown},
+		{name: "UUID unknown, idle", d: gpus.Device{Errors: map[string]string{"uuid": "x"}}, want: StateUnknown},
+		{name: "UUID unknown, busy", d: gpus.Device{Processes: []gpus.Process{{PID: 1}}, Errors: map[string]string{"uuid": "x"}}, want: StateBusy},
 		{name: "nothing known but reserved", d: gpus.Device{Errors: map[string]string{"processes": "x", "memory": "x"}}, reserved: true, want: StateReserved},
 	}
 	for _, tc := range tests {
@@ -85,6 +88,9 @@ func TestState(t *testing.T) {
 			th := tc.t
 			if th == (Thresholds{}) {
 				th = def
+			}
+			if tc.d.UUID == "" && tc.d.Known("uuid") {
+				tc.d.UUID = "GPU-0" // NVML read it; see the UUID cases
 			}
 			got, why := state(tc.d, tc.reserved, th)
 			assert.Equal(t, got, tc.want, why)
@@ -152,6 +158,6 @@ func TestAssessReservedLeasedLost(t *testing.T) {
 	assert.Equal(t, got[0].Describe(), "GPU 0 held by container train (alice)")
 	assert.Equal(t, got[1].Describe(), "GPU 1: 1 compute process(es) running (PID 4242)")
 	assert.Equal(t, got[2].Describe(), "GPU 2 held by a docker perceptron of root creating its container (pid 4343)")
-	assert.Check(t, strings.HasPrefix(got[3].Describe(), "GPU 3: compute processes unknown: "), got[3].Describe())
+	assert.Equal(t, got[3].Describe(), "GPU 3: UUID unknown: ERROR_GPU_IS_LOST")
 	assert.Check(t, got[2].Lease != nil && got[2].Lease.PID == 4343)
 }

@@ -19,7 +19,7 @@ import (
 
 // claimWithSignals runs claim with a context that Ctrl-C (or SIGTERM), and
 // the --wait limit when there is one, cancel: waiting for GPUs stops cleanly.
-func claimWithSignals(ctx context.Context, limit time.Duration, claim func(context.Context) (request.Claimed, func(), error)) (request.Claimed, func(), error) {
+func claimWithSignals(ctx context.Context, limit time.Duration, claim func(context.Context) (request.Claimed, *alloc.Claim, error)) (request.Claimed, *alloc.Claim, error) {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if limit > 0 {
@@ -31,11 +31,11 @@ func claimWithSignals(ctx context.Context, limit time.Duration, claim func(conte
 }
 
 // claimGPUs chooses and claims the GPUs of --gpus auto[:N] (for a dry run,
-// only chooses). host is what was learnt of the daemon. release is never nil.
-func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req request.Run, host preflight.Host) (_ request.Claimed, release func(), _ error) {
-	release = func() {}
+// only chooses). host is what was learnt of the daemon. The claim is nil
+// when nothing is claimed.
+func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req request.Run, host preflight.Host) (request.Claimed, *alloc.Claim, error) {
 	if req.GPUs.Auto == 0 {
-		return request.Claimed{}, release, nil
+		return request.Claimed{}, nil, nil
 	}
 	cache := holders.OpenFileCache(deps.CachePath)
 	defer func() { _ = cache.Save() }()
@@ -43,16 +43,16 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req reques
 	ask := alloc.Request{Count: req.GPUs.Auto, Thresholds: req.Thresholds, Wait: req.Wait.Enabled}
 	if req.DryRun {
 		devices, err := a.Peek(ctx, ask)
-		return request.Claimed{UUIDs: alloc.UUIDs(devices)}, release, err
+		return request.Claimed{UUIDs: alloc.UUIDs(devices)}, nil, err
 	}
 	c, err := a.Claim(ctx, ask)
 	if err != nil {
-		return request.Claimed{}, release, err
+		return request.Claimed{}, nil, err
 	}
 	if !req.Quiet {
 		_, _ = fmt.Fprintln(dockerCLI.Err(), c.Describe())
 	}
-	return request.Claimed{UUIDs: c.UUIDs(), Token: c.Token}, func() { _ = c.Release() }, nil
+	return request.Claimed{UUIDs: c.UUIDs(), Token: c.Token}, c, nil
 }
 
 // newAllocator returns the GPU allocator for dockerCLI's daemon, which is on

@@ -23,7 +23,8 @@ func (e errChecksFailed) Error() string {
 // toStatusError is the one place an error becomes an exit status, as
 // docker/cli's own toStatusError: docker's (the stock run's, the
 // container's exit status) pass as they are; a host without a usable NVIDIA
-// driver and failed doctor checks exit 1; every other error of docker
+// driver, failed doctor checks and a gpus listing that could not see who
+// holds the GPUs exit 1; every other error of docker
 // perceptron's exits 125, as docker run's own errors do. The error stays the
 // Cause, so callers can still errors.As the domain packages' typed errors.
 func toStatusError(err error) error {
@@ -33,7 +34,7 @@ func toStatusError(err error) error {
 		return nil
 	case errors.As(err, &status):
 		return err
-	case errors.Is(err, gpus.ErrNoDriver), errors.As(err, new(errChecksFailed)):
+	case errors.Is(err, gpus.ErrNoDriver), errors.As(err, new(errChecksFailed)), errors.As(err, new(*cannotSeeError)):
 		return cli.StatusError{StatusCode: 1, Status: err.Error(), Cause: err}
 	}
 	return cli.StatusError{StatusCode: 125, Status: err.Error(), Cause: err}

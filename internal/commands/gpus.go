@@ -47,7 +47,7 @@ func runGpus(ctx context.Context, dockerCLI command.Cli, deps Deps, opts gpusOpt
 	if err != nil {
 		return err
 	}
-	assessed := assessGPUs(ctx, dockerCLI, deps, inv)
+	assessed, seeErr := assessGPUs(ctx, dockerCLI, deps, inv)
 
 	source := opts.format
 	if source == "" {
@@ -61,30 +61,45 @@ func runGpus(ctx context.Context, dockerCLI command.Cli, deps Deps, opts gpusOpt
 		Format: newGpuFormat(source, opts.quiet, opts.noTrunc),
 		Trunc:  !opts.noTrunc,
 	}
-	return gpuWrite(fmtCtx, assessed)
+	if err := gpuWrite(fmtCtx, assessed); err != nil {
+		return err
+	}
+	return seeErr
 }
 
 // assessGPUs finds who holds each GPU and decides its state, by the same
-// rule as --gpus auto. What cannot be read is warned about; the GPUs and
-// their processes are still worth showing.
-func assessGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, inv gpus.Inventory) []alloc.Assessment {
+// rule as --gpus auto. When the containers cannot be read, the GPUs they
+// might hold are unknown, never free, and the error says so (exit status 1)
+// once the GPUs and their processes are shown.
+func assessGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, inv gpus.Inventory) ([]alloc.Assessment, error) {
 	api := deps.API(dockerCLI)
 	// Shared with --gpus auto: each container is inspected once, and the
 	// cache's own listing keeps what --gpus auto relies on (stopped GPU
 	// holders, the anchors).
 	cache := holders.OpenFileCache(deps.CachePath)
 	defer func() { _ = cache.Save() }()
-	held, err := holders.NewFinder(api, deps.ProcRoot, cache, holders.DefaultRuntime(ctx, api)).Find(ctx, inv)
+	finder := holders.NewFinder(api, deps.ProcRoot, cache, holders.DefaultRuntime(ctx, api))
+	held, err := finder.Find(ctx, inv)
+	var seeErr error
 	if err != nil {
-		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v; reservations by containers are not shown\n", err)
-		held, _ = holders.Finder{ProcRoot: deps.ProcRoot}.Find(ctx, inv) // processes only: cannot fail
+		held = finder.ProcessesOnly(inv, err)
+		seeErr = &cannotSeeError{err}
 	}
 	leases, err := ledger.ActiveLeases(deps.StateDir, deps.Now())
 	if err != nil {
 		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v; pending GPU claims are not shown\n", err)
 	}
-	return alloc.Assess(inv, held, leases, alloc.DefaultThresholds())
+	return alloc.Assess(inv, held, leases, alloc.DefaultThresholds()), seeErr
 }
+
+// cannotSeeError is a gpus listing that could not tell who holds the GPUs.
+type cannotSeeError struct{ err error }
+
+func (e *cannotSeeError) Error() string {
+	return "who holds the GPUs is unknown: " + e.err.Error() + "; the GPUs shown unknown may be in use"
+}
+
+func (e *cannotSeeError) Unwrap() error { return e.err }
 
 // loadInventory reads the GPUs, initialising NVML once for the command. A
 // host without a usable NVML is gpus.ErrNoDriver (exit status 1).

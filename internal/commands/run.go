@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/perceptron/docker-perceptron/internal/alloc"
 	"github.com/perceptron/docker-perceptron/internal/preflight"
 	"github.com/perceptron/docker-perceptron/internal/presets"
 	"github.com/perceptron/docker-perceptron/internal/request"
@@ -182,19 +183,22 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 			return err
 		}
 	}
-	claimed, release, err := claimWithSignals(ctx, req.Wait.Limit, func(ctx context.Context) (request.Claimed, func(), error) {
+	claimed, claim, err := claimWithSignals(ctx, req.Wait.Limit, func(ctx context.Context) (request.Claimed, *alloc.Claim, error) {
 		return claimGPUs(ctx, dockerCLI, deps, req, host)
 	})
 	if err != nil {
 		return err
 	}
 	// The container, once created, carries the claim in its labels.
-	defer release()
+	defer func() { _ = claim.Release() }()
 	afterClaimHook()
 	claimed.User = deps.User()
 	args := req.Args(claimed)
 	if req.DryRun {
 		_, err := fmt.Fprintln(dockerCLI.Out(), presets.CommandLine(append([]string{"docker", name}, args...)...))
+		return err
+	}
+	if err := claim.Check(); err != nil {
 		return err
 	}
 	return st.exec(ctx, name, args)

@@ -19,10 +19,11 @@ import (
 // also remembers enough to list only what changed since the last invocation
 // (see List).
 type FileCache struct {
-	path  string
-	state cacheState
-	used  map[string]bool
-	dirty bool
+	path       string
+	state      cacheState
+	used       map[string]bool
+	dirty      bool
+	incomplete bool // a listing or an inspection failed: nothing is saved
 }
 
 // cacheState is the file's content. A container's configuration never
@@ -77,11 +78,16 @@ func (c *FileCache) Put(id string, r Reservation) {
 	c.dirty = true
 }
 
+// Incomplete tells the cache that a lookup failed part way (a listing or an
+// inspection): what it saw is not the whole picture, and Save keeps the file
+// as it was, so that the next lookup still watches every known holder.
+func (c *FileCache) Incomplete() { c.incomplete = true }
+
 // Save writes the cache, keeping the entries of the containers that still
 // exist (those looked up since OpenFileCache, and those List found),
 // atomically.
 func (c *FileCache) Save() error {
-	if c.path == "" || (!c.dirty && len(c.used) == len(c.state.Entries)) {
+	if c.path == "" || c.incomplete || (!c.dirty && len(c.used) == len(c.state.Entries)) {
 		return nil
 	}
 	keep := cacheState{Entries: map[string]Reservation{}, Pending: c.state.Pending, Anchors: c.state.Anchors}
@@ -119,7 +125,12 @@ func (c *FileCache) Save() error {
 // Without such an anchor (first use, or all anchors removed) it lists
 // everything once.
 func (c *FileCache) List(api ContainerAPI) func(context.Context) ([]container.Summary, error) {
-	return func(ctx context.Context) ([]container.Summary, error) {
+	return func(ctx context.Context) (_ []container.Summary, err error) {
+		defer func() {
+			if err != nil {
+				c.Incomplete()
+			}
+		}()
 		watch := slices.Clone(c.state.Pending)
 		for id, r := range c.state.Entries {
 			if r.Holds("") { // "": NVIDIA_VISIBLE_DEVICES counts, to be safe

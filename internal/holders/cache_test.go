@@ -19,12 +19,16 @@ import (
 // filteringDaemon answers list calls with docker's "id" and "since" filters
 // and counts how many containers each call returned.
 type filteringDaemon struct {
+	down    bool                // every call fails, as with the daemon down
 	list    []container.Summary // oldest first
 	calls   []string            // "all", "id", "since"
 	entries int                 // containers returned, over all calls
 }
 
 func (d *filteringDaemon) ContainerList(_ context.Context, opts client.ContainerListOptions) (client.ContainerListResult, error) {
+	if d.down {
+		return client.ContainerListResult{}, fmt.Errorf("cannot connect to the Docker daemon")
+	}
 	var out []container.Summary
 	switch {
 	case len(opts.Filters["id"]) > 0:
@@ -200,4 +204,34 @@ func TestFileCache(t *testing.T) {
 	c = OpenFileCache(path)
 	_, ok = c.Get("b")
 	assert.Check(t, !ok)
+}
+
+// A failed lookup never changes what the cache remembers: once the daemon
+// answers again, the holder it knew is still watched (the cache was once
+// saved empty but with its anchors, and the holder was forgotten).
+func TestFileCacheFailedListing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "reservations.json")
+	d := &filteringDaemon{}
+	d.add("holder", container.StateRunning)
+	for i := range 9 { // the holder is not among the newest, the anchors
+		d.add(fmt.Sprintf("newer-%d", i), container.StateRunning)
+	}
+	inv := gpus.Inventory{Devices: []gpus.Device{{Index: 0, UUID: "GPU-0", NUMANode: -1}}}
+	find := func() (Holdings, error) {
+		t.Helper()
+		c := OpenFileCache(path)
+		h, err := NewFinder(d, t.TempDir(), c, "runc").Find(t.Context(), inv)
+		assert.NilError(t, c.Save())
+		return h, err
+	}
+	h, err := find()
+	assert.NilError(t, err)
+	assert.Check(t, h.Reserved[0])
+	d.down = true
+	_, err = find()
+	assert.ErrorContains(t, err, "cannot connect")
+	d.down = false
+	h, err = find()
+	assert.NilError(t, err)
+	assert.Check(t, h.Reserved[0], "the holder was forgotten after a failed listing")
 }

@@ -45,6 +45,9 @@ type Holdings struct {
 	ByGPU map[int][]Holder
 	// Reserved is the GPUs that a live container's configuration holds.
 	Reserved map[int]bool
+	// Unknown, when set, says why the containers' holdings could not be
+	// read: ByGPU and Reserved then know processes only.
+	Unknown string
 }
 
 // ContainerAPI is the part of the Docker API that Finder uses; the docker
@@ -60,6 +63,9 @@ type ContainerAPI interface {
 type ReservationCache interface {
 	Get(containerID string) (Reservation, bool)
 	Put(containerID string, r Reservation)
+	// Incomplete says that the lookup failed part way: what it saw must
+	// not replace what the cache knew.
+	Incomplete()
 }
 
 // MemoryCache is the in-memory ReservationCache.
@@ -70,6 +76,9 @@ func (c MemoryCache) Get(id string) (Reservation, bool) { r, ok := c[id]; return
 
 // Put caches the reservation of a container.
 func (c MemoryCache) Put(id string, r Reservation) { c[id] = r }
+
+// Incomplete does nothing: a MemoryCache lives for one lookup.
+func (c MemoryCache) Incomplete() {}
 
 // Finder finds who holds the GPUs.
 type Finder struct {
@@ -155,6 +164,14 @@ func (f Finder) Find(ctx context.Context, inv gpus.Inventory) (Holdings, error) 
 	return Attribute(inv, live, f.processes(inv), f.DefaultRuntime), nil
 }
 
+// ProcessesOnly is what is known of inv's holders when the containers could
+// not be read (err): the GPU processes, and that the rest is unknown.
+func (f Finder) ProcessesOnly(inv gpus.Inventory, err error) Holdings {
+	h := Attribute(inv, nil, f.processes(inv), f.DefaultRuntime)
+	h.Unknown = err.Error()
+	return h
+}
+
 // processes looks up the container and owner of every GPU process of inv.
 func (f Finder) processes(inv gpus.Inventory) map[int]Proc {
 	procs := map[int]Proc{}
@@ -196,6 +213,7 @@ func (f Finder) liveContainers(ctx context.Context) (map[string]Container, error
 	}
 	found, err := f.inspect(ctx, toInspect)
 	if err != nil {
+		cache.Incomplete()
 		return nil, err
 	}
 	for _, id := range toInspect {
