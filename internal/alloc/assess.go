@@ -207,9 +207,20 @@ func describeHolder(h holders.Holder) string {
 	return "container " + HolderName(h, true) + userSuffix(h.User)
 }
 
-// NameWithUser is HolderName with the user: "train (alice)".
+// NameWithUser is HolderName with the user: "train (alice)", and
+// "train (alice, stale)" for a stale container.
 func NameWithUser(h holders.Holder, trunc bool) string {
-	return HolderName(h, trunc) + userSuffix(h.User)
+	var notes []string
+	if h.User != "" {
+		notes = append(notes, h.User)
+	}
+	if h.Stale {
+		notes = append(notes, "stale")
+	}
+	if len(notes) == 0 {
+		return HolderName(h, trunc)
+	}
+	return HolderName(h, trunc) + " (" + strings.Join(notes, ", ") + ")"
 }
 
 func userSuffix(u string) string {

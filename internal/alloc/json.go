@@ -50,12 +50,14 @@ type processJSON struct {
 }
 
 type holderJSON struct {
-	ContainerID   string `json:"container_id"`
-	ContainerName string `json:"container_name"`
-	User          string `json:"user"`
-	PIDs          []int  `json:"pids"`
-	ByProcess     bool   `json:"by_process"`
-	ByReservation bool   `json:"by_reservation"`
+	ContainerID   string     `json:"container_id"`
+	ContainerName string     `json:"container_name"`
+	User          string     `json:"user"`
+	PIDs          []int      `json:"pids"`
+	ByProcess     bool       `json:"by_process"`
+	ByReservation bool       `json:"by_reservation"`
+	Since         *time.Time `json:"since"`
+	Stale         bool       `json:"stale"`
 }
 
 // ifKnown returns &v, or nil when the query q failed.
@@ -99,10 +101,19 @@ func newAssessmentJSON(s Assessment) assessmentJSON {
 		j.Holders = append(j.Holders, holderJSON{
 			ContainerID: h.ContainerID, ContainerName: h.ContainerName, User: h.User,
 			PIDs: append([]int{}, h.PIDs...), ByProcess: h.ByProcess, ByReservation: h.ByReservation,
+			Since: ifSet(h.Since), Stale: h.Stale,
 		})
 	}
 	if l := s.Lease; l != nil {
 		j.Claim = &claimJSON{PID: l.PID, User: holders.UserName(strconv.Itoa(l.UID)), Expires: l.Expires}
 	}
 	return j
+}
+
+// ifSet returns &t, or nil for the zero time.
+func ifSet(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }

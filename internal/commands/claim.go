@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/docker/cli/cli/command"
+	"github.com/docker/cli/cli/command/formatter"
 
 	"github.com/perceptron/docker-perceptron/internal/alloc"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
@@ -55,14 +56,35 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req reques
 	return request.Claimed{UUIDs: c.UUIDs(), Token: c.Token}, c, nil
 }
 
+// removeUnstarted removes the container of a run that failed before its
+// container started, and says so: it exists only for this run, and would
+// hold its GPUs for nothing. docker's own error and exit status stand.
+func removeUnstarted(ctx context.Context, dockerCLI command.Cli, deps Deps, token string) {
+	removed, err := holders.RemoveUnstarted(context.WithoutCancel(ctx), deps.API(dockerCLI), token)
+	for _, id := range removed {
+		_, _ = fmt.Fprintf(dockerCLI.Err(), "docker perceptron: removed container %s, which did not start; its GPUs are free again\n", formatter.TruncateID(id))
+	}
+	if err != nil {
+		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v\n", err)
+	}
+}
+
+// finder is the holders.Finder of `gpus` and `--gpus auto` alike.
+func (d Deps) finder(api DockerAPI, cache *holders.FileCache, defaultRuntime string) holders.Finder {
+	f := holders.NewFinder(api, d.ProcRoot, cache, defaultRuntime)
+	f.Now, f.StaleAfter = d.Now, d.LeaseTTL
+	return f
+}
+
 // newAllocator returns the GPU allocator for dockerCLI's daemon, which is on
 // this host; defaultRuntime (the daemon's) decides whether a container's
 // NVIDIA_VISIBLE_DEVICES gives it GPUs.
 func newAllocator(dockerCLI command.Cli, deps Deps, cache *holders.FileCache, defaultRuntime string) *alloc.Allocator {
 	return &alloc.Allocator{
 		NVML:     deps.NVML,
-		Holders:  holders.NewFinder(deps.API(dockerCLI), deps.ProcRoot, cache, defaultRuntime),
+		Holders:  deps.finder(deps.API(dockerCLI), cache, defaultRuntime),
 		StateDir: deps.StateDir,
+		LeaseTTL: deps.LeaseTTL,
 		Now:      deps.Now,
 		Waiting: func(msg string) {
 			_, _ = fmt.Fprintln(dockerCLI.Err(), msg)

@@ -78,7 +78,7 @@ func assessGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, inv gpus.
 	// holders, the anchors).
 	cache := holders.OpenFileCache(deps.CachePath)
 	defer func() { _ = cache.Save() }()
-	finder := holders.NewFinder(api, deps.ProcRoot, cache, holders.DefaultRuntime(ctx, api))
+	finder := deps.finder(api, cache, holders.DefaultRuntime(ctx, api))
 	held, err := finder.Find(ctx, inv)
 	var seeErr error
 	if err != nil {

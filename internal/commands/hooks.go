@@ -3,13 +3,20 @@
 package commands
 
 import (
+	"time"
+
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
 // openNVML opens the host's NVML library.
 func openNVML() (nvml.Interface, error) { return gpus.OpenLibrary() }
+
+// leaseTTL is how long a GPU claim counts without renewal: the ledger's
+// default; test builds (fakenvml tag) can shorten it.
+func leaseTTL() time.Duration { return ledger.DefaultLeaseTTL }
 
 // afterClaimHook runs between the GPU claim and the container's creation;
 // test builds (fakenvml tag) can pause there.

@@ -9,11 +9,22 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
+	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
 // openNVML opens the fake NVML that $PERCEPTRON_FAKE_NVML describes: test
 // builds (fakenvml tag) only.
 func openNVML() (nvml.Interface, error) { return gpustest.OpenLibrary() }
+
+// leaseTTL is PERCEPTRON_TEST_LEASE_TTL (a duration) in test builds
+// (fakenvml tag), so that the end-to-end tests can outlast a lease; else
+// the ledger's default.
+func leaseTTL() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("PERCEPTRON_TEST_LEASE_TTL")); err == nil && d > 0 {
+		return d
+	}
+	return ledger.DefaultLeaseTTL
+}
 
 // afterClaimHook pauses between the GPU claim and the container's creation
 // for PERCEPTRON_TEST_PAUSE_AFTER_CLAIM (a duration), so that the end-to-end

@@ -35,6 +35,9 @@ type Deps struct {
 	StateDir string
 	// CachePath is the user's cache of containers' GPU reservations.
 	CachePath string
+	// LeaseTTL is how long a GPU claim counts without renewal, and how long
+	// a container that run created and never started holds its GPUs.
+	LeaseTTL time.Duration
 	// Now is the clock.
 	Now func() time.Time
 	// User names the user running the plugin, for the label that tells
@@ -52,6 +55,7 @@ func DefaultDeps() Deps {
 		UserPresets:   "",                // resolved from DOCKER_CONFIG at run time
 		StateDir:      ledger.StateDir(), // PERCEPTRON_STATE_DIR, or a default
 		CachePath:     holders.DefaultCachePath(),
+		LeaseTTL:      leaseTTL(),
 		Now:           time.Now,
 		User:          holders.CurrentUser,
 	}
@@ -61,6 +65,7 @@ func DefaultDeps() Deps {
 // for GPU holders, daemon facts and images for the pre-flight checks.
 type DockerAPI interface {
 	holders.ContainerAPI
+	holders.RemoveAPI
 	preflight.RunAPI
 }
 

@@ -201,7 +201,11 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 	if err := claim.Check(); err != nil {
 		return err
 	}
-	return st.exec(ctx, name, args)
+	err = st.exec(ctx, name, args)
+	if err != nil && name == "run" && claimed.Token != "" {
+		removeUnstarted(ctx, dockerCLI, deps, claimed.Token)
+	}
+	return err
 }
 
 // loadPresets reads the built-in presets and the preset files, each value

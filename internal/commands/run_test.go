@@ -84,6 +84,10 @@ func (noContainers) ContainerList(context.Context, client.ContainerListOptions) 
 	return client.ContainerListResult{}, nil
 }
 
+func (noContainers) ContainerRemove(context.Context, string, client.ContainerRemoveOptions) (client.ContainerRemoveResult, error) {
+	return client.ContainerRemoveResult{}, errors.New("no daemon in unit tests")
+}
+
 func (noContainers) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
 	return client.ContainerInspectResult{}, fmt.Errorf("no such container: %s", id)
 }

@@ -15,12 +15,15 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus"
+	"github.com/perceptron/docker-perceptron/internal/labels"
+	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
 // reservationFormat is Reservation.Format for reservations of this version:
@@ -37,6 +40,11 @@ type Holder struct {
 	PIDs          []int  // host PIDs of its compute processes on the GPU
 	ByProcess     bool
 	ByReservation bool
+	// Since is when its container was created; zero for a host process.
+	Since time.Time
+	// Stale: a container that `run` created and never started, past the
+	// lease time; it reserves nothing (see Container.Stale).
+	Stale bool
 }
 
 // Holdings is who holds each GPU of an inventory.
@@ -99,6 +107,10 @@ type Finder struct {
 	// List returns the containers to look at, at least every live one; nil
 	// lists every container through API. (API still inspects.)
 	List func(ctx context.Context) ([]container.Summary, error)
+	// Now and StaleAfter tell a stale container (see Container.Stale): nil
+	// Now never finds one.
+	Now        func() time.Time
+	StaleAfter time.Duration
 }
 
 // NewFinder returns the Finder that both `docker perceptron gpus` and
@@ -106,7 +118,10 @@ type Finder struct {
 // and inspected once each, through the user's reservation cache (see
 // FileCache.List), on a daemon whose default runtime is defaultRuntime.
 func NewFinder(api ContainerAPI, procRoot string, cache *FileCache, defaultRuntime string) Finder {
-	return Finder{API: api, ProcRoot: procRoot, Cache: cache, List: cache.List(api), DefaultRuntime: defaultRuntime}
+	return Finder{
+		API: api, ProcRoot: procRoot, Cache: cache, List: cache.List(api), DefaultRuntime: defaultRuntime,
+		Now: time.Now, StaleAfter: ledger.DefaultLeaseTTL,
+	}
 }
 
 // InfoAPI is the part of the Docker API that DefaultRuntime uses; the
@@ -141,6 +156,11 @@ func Live(state container.ContainerState) bool {
 type Container struct {
 	Name        string
 	Reservation Reservation
+	Created     time.Time
+	// Stale: `docker perceptron run` created it and never started it (the
+	// run was killed or its daemon restarted) longer than a lease ago. It
+	// holds nothing; it is shown, so that its owner removes it.
+	Stale bool
 }
 
 // Proc is a GPU process: the container it runs in ("" outside containers)
@@ -203,7 +223,7 @@ func (f Finder) liveContainers(ctx context.Context) (map[string]Container, error
 		if !Live(c.State) {
 			continue
 		}
-		in := Container{Name: containerName(c.Names)}
+		in := Container{Name: containerName(c.Names), Created: unixTime(c.Created), Stale: f.stale(c)}
 		if r, ok := cache.Get(c.ID); ok && r.Format == reservationFormat {
 			in.Reservation = r
 		} else {
@@ -223,10 +243,20 @@ func (f Finder) liveContainers(ctx context.Context) (map[string]Container, error
 			continue
 		}
 		r.Format = reservationFormat
-		live[id] = Container{Name: live[id].Name, Reservation: r}
+		in := live[id]
+		in.Reservation = r
+		live[id] = in
 		cache.Put(id, r)
 	}
 	return live, nil
+}
+
+// stale tells a container that `docker perceptron run` created with a GPU
+// claim and that never started, for longer than a lease lasts.
+func (f Finder) stale(c container.Summary) bool {
+	return f.Now != nil && c.State == container.StateCreated &&
+		c.Labels[labels.Command] == "run" && c.Labels[labels.Claim] != "" &&
+		f.Now().Sub(time.Unix(c.Created, 0)) > f.StaleAfter
 }
 
 func (f Finder) containers(ctx context.Context) ([]container.Summary, error) {
@@ -250,17 +280,21 @@ func Attribute(inv gpus.Inventory, live map[string]Container, procs map[int]Proc
 			reservedBy[i] = append(reservedBy[i], id)
 		}
 	}
+	reserved := func(i int) bool {
+		return slices.ContainsFunc(reservedBy[i], func(id string) bool { return !live[id].Stale })
+	}
 	for _, d := range inv.Devices {
 		g := gpuHolders{byKey: map[string]*Holder{}}
 		for _, p := range d.Processes {
 			g.addProcess(p.PID, procs[p.PID], live)
 		}
 		for _, id := range reservedBy[d.Index] {
+			c := live[id]
 			g.holder(id, func() Holder {
-				return Holder{ContainerID: id, ContainerName: live[id].Name, User: live[id].Reservation.User}
+				return Holder{ContainerID: id, ContainerName: c.Name, User: c.Reservation.User, Since: c.Created, Stale: c.Stale}
 			}).ByReservation = true
 		}
-		h.Reserved[d.Index] = len(reservedBy[d.Index]) > 0
+		h.Reserved[d.Index] = reserved(d.Index)
 		if list := g.sorted(); len(list) > 0 {
 			h.ByGPU[d.Index] = list
 		}
@@ -293,7 +327,7 @@ func (g *gpuHolders) addProcess(pid int, p Proc, live map[string]Container) {
 	h := g.holder(key, func() Holder {
 		h := Holder{ContainerID: p.ContainerID}
 		if c, ok := live[p.ContainerID]; ok {
-			h.ContainerName, h.User = c.Name, c.Reservation.User
+			h.ContainerName, h.User, h.Since = c.Name, c.Reservation.User, c.Created
 		}
 		if h.User == "" {
 			// A host process, or a container with neither labels.User nor
@@ -358,6 +392,14 @@ func (f Finder) inspect(ctx context.Context, ids []string) (map[string]Reservati
 		}
 	}
 	return found, nil
+}
+
+// unixTime is docker's Created (seconds), the zero time when unknown.
+func unixTime(sec int64) time.Time {
+	if sec == 0 {
+		return time.Time{}
+	}
+	return time.Unix(sec, 0)
 }
 
 func containerName(names []string) string {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
@@ -257,6 +258,42 @@ func TestFindByState(t *testing.T) {
 			assert.NilError(t, err)
 			assert.Check(t, got.Reserved[3] == want, "reserved: %v", got.Reserved[3])
 			assert.Check(t, Live(state) == want)
+		})
+	}
+}
+
+// A container that `run` created with a claim and never started holds its
+// GPUs for a lease time; then it is stale and holds nothing, but is shown.
+// One from `create` keeps them.
+func TestFindStale(t *testing.T) {
+	inv := loadFake(t, gpustest.FourH100())
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	req := container.DeviceRequest{Driver: "nvidia", DeviceIDs: []string{"3"}}
+	for _, tc := range []struct {
+		name    string
+		command string
+		age     time.Duration
+		state   container.ContainerState
+		stale   bool
+	}{
+		{name: "run, young", command: "run", age: 30 * time.Second, state: container.StateCreated},
+		{name: "run, past the lease", command: "run", age: 2 * time.Minute, state: container.StateCreated, stale: true},
+		{name: "run, running", command: "run", age: time.Hour, state: container.StateRunning},
+		{name: "create, past the lease", command: "create", age: time.Hour, state: container.StateCreated},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			docker := &fakeDocker{}
+			lbl := map[string]string{labels.Claim: "TOKEN", labels.Command: tc.command}
+			docker.add(id64('a'), "job", tc.state, lbl, inspectWith(nil, nil, "", req))
+			docker.list[0].Created = now.Add(-tc.age).Unix()
+			f := Finder{API: docker, ProcRoot: t.TempDir(), Now: func() time.Time { return now }, StaleAfter: time.Minute}
+			got, err := f.Find(t.Context(), inv)
+			assert.NilError(t, err)
+			assert.Check(t, got.Reserved[3] == !tc.stale)
+			assert.Assert(t, len(got.ByGPU[3]) == 1)
+			h := got.ByGPU[3][0]
+			assert.Check(t, h.Stale == tc.stale)
+			assert.Check(t, h.Since.Equal(time.Unix(now.Add(-tc.age).Unix(), 0)), "%v", h.Since)
 		})
 	}
 }
