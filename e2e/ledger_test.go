@@ -1,0 +1,223 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The attacks of issue #9 on the promise "two users never get the same GPU",
+// each shown breaking the ledger before it was fixed.
+
+// mustFail runs docker with args and wants exit status code, nothing left
+// behind, and want in stderr.
+func mustFail(t *testing.T, e *Env, code int, want string, args ...string) Result {
+	t.Helper()
+	before := e.MustDocker("ps", "-aq")
+	r := e.Docker(args...)
+	if r.ExitCode != code || !strings.Contains(r.Stderr, want) {
+		t.Fatalf("want exit %d and %q:\n%s", code, want, r)
+	}
+	if after := e.MustDocker("ps", "-aq"); after != before {
+		t.Errorf("containers left behind:\nbefore %q\nafter  %q", before, after)
+	}
+	return r
+}
+
+// TestLedgerLabelsAreNotBelieved: a user's labels and a second --gpus can
+// neither hide a claim nor give the container other GPUs than the claimed
+// ones; what a container holds is its device request.
+func TestLedgerLabelsAreNotBelieved(t *testing.T) {
+	e := newEnv(t)
+	spec := sampleNVML(1)
+	e.FakeNVML = writeFakeNVML(t, spec)
+	mustFail(t, e, 125, "--gpus auto cannot be combined with another --gpus",
+		"perceptron", "run", "-d", "--gpus", "auto", "--gpus", `"device=`+uuid(spec, 0)+`"`, testImage, "sleep", "600")
+	mustFail(t, e, 125, "--gpus auto cannot be combined with another --gpus",
+		"perceptron", "run", "-d", "--gpus", "auto", "--gpus", "all", testImage, "sleep", "600")
+	mustFail(t, e, 125, `invalid --label "com.perceptron.gpus"`,
+		"perceptron", "run", "-d", "--gpus", "auto", "--label", "com.perceptron.gpus=", testImage, "sleep", "600")
+	writeUserPresets(t, e, "sneaky:\n  label: [com.perceptron.user=root]\n")
+	mustFail(t, e, 125, `invalid --label "com.perceptron.user"`,
+		"perceptron", "run", "-d", "--preset", "sneaky", testImage, "sleep", "600")
+
+	// Plain docker can set any label: a container whose labels say it
+	// holds nothing still holds the GPU it asked docker for.
+	e.MustDocker("run", "-d", "--label", "com.perceptron.gpus=", "--label", "com.perceptron.user=nobody",
+		"--gpus", `"device=`+uuid(spec, 0)+`"`, testImage, "sleep", "600")
+	mustFail(t, e, 125, "not enough free GPUs: 1 asked for, 0 free",
+		"perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
+}
+
+// TestLedgerFailedStartFreesGPU: a run whose container cannot start (its
+// command does not exist) removes that container, keeps docker's error and
+// exit status, and the GPU is free again.
+func TestLedgerFailedStartFreesGPU(t *testing.T) {
+	e := newEnv(t)
+	e.FakeNVML = writeFakeNVML(t, sampleNVML(1))
+	r := e.Docker("perceptron", "run", "--gpus", "auto", testImage, "/no/such/command")
+	if r.ExitCode != 127 || !strings.Contains(r.Stderr, "which did not start; its GPUs are free again") {
+		t.Fatalf("want docker's exit 127 and the removal said:\n%s", r)
+	}
+	if ps := e.MustDocker("ps", "-aq"); ps != "" {
+		t.Errorf("the container that did not start is still there: %s", ps)
+	}
+	e.MustDocker("perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
+}
+
+// TestLedgerStaleContainer: a container that a `run` created and never
+// started (the run was killed) holds its GPU for a lease time only; then
+// `gpus` shows it stale and the GPU goes to the next run.
+func TestLedgerStaleContainer(t *testing.T) {
+	e := newEnv(t)
+	spec := sampleNVML(1)
+	e.FakeNVML = writeFakeNVML(t, spec)
+	e.Extra = append(e.Extra, "PERCEPTRON_TEST_LEASE_TTL=2s")
+	// What a killed run leaves: created, with its claim, never started.
+	e.MustDocker("create", "--name", "orphan", "--label", "com.perceptron.claim=KILLED", "--label", "com.perceptron.command=run",
+		"--gpus", `"device=`+uuid(spec, 0)+`"`, testImage, "sleep", "600")
+	mustFail(t, e, 125, "GPU 0 held by container orphan", "perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
+	time.Sleep(3 * time.Second)
+	if got := gpusUsage(t, e); len(got) != 1 || got[0] != "0|free|orphan (stale)" {
+		t.Errorf("gpus: %q, want the GPU free and the container stale", got)
+	}
+	e.MustDocker("perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
+
+	// One from `docker perceptron create` keeps its GPU: that is what
+	// create is for.
+	e2 := newEnv(t)
+	e2.FakeNVML = writeFakeNVML(t, spec)
+	e2.Extra = e.Extra
+	e.MustDocker("rm", "-f", "orphan")
+	for _, id := range strings.Fields(e.MustDocker("ps", "-q")) {
+		e.MustDocker("rm", "-f", id)
+	}
+	e2.MustDocker("perceptron", "create", "--name", "kept", "--gpus", "auto", testImage, "sleep", "600")
+	time.Sleep(3 * time.Second)
+	mustFail(t, e2, 125, "GPU 0 held by container kept", "perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
+}
+
+// TestLedgerStoppedRun: a run stopped (SIGSTOP) after its claim for longer
+// than the lease, whose GPU went to someone else meanwhile, never uses the
+// expired claim.
+func TestLedgerStoppedRun(t *testing.T) {
+	e := newEnv(t)
+	e.FakeNVML = writeFakeNVML(t, sampleNVML(1))
+	e.Extra = append(e.Extra, "PERCEPTRON_TEST_LEASE_TTL=1s")
+	stopped := exec.Command(e.CLI.Path, "perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
+	stopped.Env = append(e.environ(), "PERCEPTRON_TEST_PAUSE_AFTER_CLAIM=2s")
+	var stderr lockedBuffer
+	stopped.Stderr = &stderr
+	if err := stopped.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stopped.Process.Kill() }()
+	pid := waitLeasePID(t, e)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the lease runs out
+	e.MustDocker("perceptron", "run", "-d", "--name", "meanwhile", "--gpus", "auto", testImage, "sleep", "600")
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	err := stopped.Wait()
+	if code := stopped.ProcessState.ExitCode(); err == nil || code != 125 || !strings.Contains(stderr.String(), "the GPU claim expired before the container was created") {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	if ps := strings.Fields(e.MustDocker("ps", "-aq")); len(ps) != 1 {
+		t.Errorf("containers %v: want only the one made meanwhile", ps)
+	}
+}
+
+// waitLeasePID waits for a lease in e's state directory and returns the PID
+// of the docker perceptron that holds it.
+func waitLeasePID(t *testing.T, e *Env) int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(e.StateDir, "lease-*"))
+		for _, f := range files {
+			var lease struct {
+				PID int `json:"pid"`
+			}
+			if b, err := os.ReadFile(f); err == nil && json.Unmarshal(b, &lease) == nil && lease.PID > 0 {
+				return lease.PID
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no lease appeared")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestLedgerDaemonUnreachable: when the containers cannot be listed, gpus
+// shows no GPU free and exits 1, --gpus auto gives none out, and once the
+// daemon answers again the holders it knew are still honoured (a failed
+// listing used to empty the reservation cache).
+func TestLedgerDaemonUnreachable(t *testing.T) {
+	e := newEnv(t)
+	spec := sampleNVML(2)
+	e.FakeNVML = writeFakeNVML(t, spec)
+	cache := t.TempDir()
+	e.Extra = append(e.Extra, "XDG_CACHE_HOME="+cache)
+	e.MustDocker("perceptron", "run", "-d", "--name", "holder", "--gpus", "auto", testImage, "sleep", "600")
+	for i := range 9 { // the holder is no longer among the newest containers
+		e.MustDocker("create", testImage, "true", fmt.Sprint(i))
+	}
+	e.MustDocker("perceptron", "gpus") // the cache knows the holder
+
+	down := *e
+	down.Extra = append(append([]string{}, e.Extra...), "DOCKER_HOST=unix://"+filepath.Join(t.TempDir(), "gone.sock"))
+	r := down.Docker("perceptron", "gpus", "--format", "{{.Index}} {{.State}}")
+	if r.ExitCode != 1 || strings.Contains(r.Stdout, "free") || !strings.Contains(r.Stderr, "who holds the GPUs is unknown") {
+		t.Fatalf("want no GPU free and exit 1:\n%s", r)
+	}
+	if r := down.Docker("perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600"); r.ExitCode != 125 {
+		t.Fatalf("--gpus auto without the daemon:\n%s", r)
+	}
+	// The daemon is back: the holder's GPU is still held.
+	got := visibleDevices(t, e.MustDocker("perceptron", "run", "--rm", "--gpus", "auto", testImage, "env"))
+	held := strings.TrimSpace(e.Inspect("holder", `{{index .Config.Labels "com.perceptron.gpus"}}`))
+	if len(got) != 1 || got[0] == held {
+		t.Errorf("got %v while the holder has %s", got, held)
+	}
+}
+
+// TestLedgerImpossibleWait: --wait for more GPUs than the host has ends at
+// once; a wait deadline ends with the same words whatever it interrupts.
+func TestLedgerImpossibleWait(t *testing.T) {
+	e := newEnv(t)
+	e.FakeNVML = writeFakeNVML(t, sampleNVML(8))
+	start := time.Now()
+	mustFail(t, e, 125, "not enough free GPUs: 9 asked for, 8 free (this host has 8)",
+		"perceptron", "run", "--wait", "--gpus", "auto:9", testImage, "true")
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("took %s", d)
+	}
+	mustFail(t, e, 125, "stopped waiting for GPUs", "perceptron", "run", "--wait=1ns", "--gpus", "auto", testImage, "true")
+}
+
+// TestLedgerUnreadableUUID: a GPU whose UUID NVML cannot read could only be
+// handed out by index and never recorded: it is unknown, never chosen.
+func TestLedgerUnreadableUUID(t *testing.T) {
+	e := newEnv(t)
+	spec := sampleNVML(2)
+	spec.GPUs[0].Errors = map[string]string{"uuid": "ERROR_UNKNOWN"}
+	e.FakeNVML = writeFakeNVML(t, spec)
+	got := visibleDevices(t, e.MustDocker("perceptron", "run", "--rm", "--gpus", "auto", testImage, "env"))
+	if len(got) != 1 || got[0] != uuid(spec, 1) {
+		t.Errorf("got %v, want only GPU 1", got)
+	}
+	mustFail(t, e, 125, "GPU 0: UUID unknown: ERROR_UNKNOWN", "perceptron", "run", "--rm", "--gpus", "auto:2", testImage, "env")
+	if usage := gpusUsage(t, e); len(usage) != 2 || !strings.HasPrefix(usage[0], "0|unknown") {
+		t.Errorf("gpus: %q", usage)
+	}
+}
