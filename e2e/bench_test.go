@@ -64,7 +64,7 @@ func BenchmarkCreateGPUAuto(b *testing.B) {
 
 // fill creates n stopped-before-start containers, which are "live" for the
 // GPU bookkeeping (a created container will get its GPUs when started).
-func fill(b *testing.B, e *Env, n int) {
+func fill(b testing.TB, e *Env, n int) {
 	b.Helper()
 	var wg sync.WaitGroup
 	work := make(chan struct{})

@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -219,5 +221,66 @@ func TestLedgerUnreadableUUID(t *testing.T) {
 	mustFail(t, e, 125, "GPU 0: UUID unknown: ERROR_UNKNOWN", "perceptron", "run", "--rm", "--gpus", "auto:2", testImage, "env")
 	if usage := gpusUsage(t, e); len(usage) != 2 || !strings.HasPrefix(usage[0], "0|unknown") {
 		t.Errorf("gpus: %q", usage)
+	}
+}
+
+// concurrentRuns starts n `docker perceptron run -d --gpus auto` at once
+// and returns the GPUs the containers that started see, and how many runs
+// were refused for want of a free GPU.
+func concurrentRuns(t *testing.T, e *Env, n int) (gpus []string, refused int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	results := make([]Result, n)
+	start := make(chan struct{})
+	for i := range results {
+		wg.Go(func() {
+			<-start
+			results[i] = e.Docker("perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
+		})
+	}
+	close(start)
+	wg.Wait()
+	for _, r := range results {
+		switch {
+		case r.ExitCode == 0:
+			gpus = append(gpus, visibleDevices(t, e.MustDocker("exec", strings.TrimSpace(r.Stdout), "env"))...)
+		case r.ExitCode == 125 && strings.Contains(r.Stderr, "not enough free GPUs"):
+			refused++
+		default:
+			t.Errorf("%s", r)
+		}
+	}
+	return gpus, refused
+}
+
+// TestLedgerSlowListing: with every container listing slowed down, a claim
+// whose listing started before another run created its container still
+// sees that run's claim: the leases are read before the containers, and a
+// lease is released under the lock.
+func TestLedgerSlowListing(t *testing.T) {
+	e := newEnv(t)
+	e.FakeNVML = writeFakeNVML(t, sampleNVML(6))
+	e.Extra = append(e.Extra, "PERCEPTRON_TEST_SLOW_LIST=300ms")
+	got, refused := concurrentRuns(t, e, 8)
+	slices.Sort(got)
+	if len(got) != 6 || len(slices.Compact(slices.Clone(got))) != 6 || refused != 2 {
+		t.Fatalf("GPUs %v, %d refused: want 6 distinct GPUs and 2 refused", got, refused)
+	}
+}
+
+// TestLedgerBusyDaemon: 16 concurrent runs on a daemon holding 2000 other
+// containers give out 16 distinct GPUs (measured before: 13 to 15).
+func TestLedgerBusyDaemon(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a daemon with 2000 containers")
+	}
+	d := startDaemon(t, DaemonOptions{})
+	e := newEnvOn(t, d)
+	e.FakeNVML = writeFakeNVML(t, sampleNVML(16))
+	fill(t, e, 2000)
+	got, refused := concurrentRuns(t, e, 16)
+	slices.Sort(got)
+	if len(got) != 16 || len(slices.Compact(slices.Clone(got))) != 16 || refused != 0 {
+		t.Fatalf("GPUs %v, %d refused: want 16 distinct GPUs", got, refused)
 	}
 }

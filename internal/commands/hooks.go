@@ -18,6 +18,10 @@ func openNVML() (nvml.Interface, error) { return gpus.OpenLibrary() }
 // default; test builds (fakenvml tag) can shorten it.
 func leaseTTL() time.Duration { return ledger.DefaultLeaseTTL }
 
+// testAPI is the docker API as it is; test builds (fakenvml tag) can slow
+// it down.
+func testAPI(api DockerAPI) DockerAPI { return api }
+
 // afterClaimHook runs between the GPU claim and the container's creation;
 // test builds (fakenvml tag) can pause there.
 func afterClaimHook() {}

@@ -3,10 +3,12 @@
 package commands
 
 import (
+	"context"
 	"os"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/moby/moby/client"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 	"github.com/perceptron/docker-perceptron/internal/ledger"
@@ -24,6 +26,28 @@ func leaseTTL() time.Duration {
 		return d
 	}
 	return ledger.DefaultLeaseTTL
+}
+
+// testAPI slows every container listing down by PERCEPTRON_TEST_SLOW_LIST (a
+// duration) in test builds (fakenvml tag): it widens the window in which a
+// claim lists the containers while another run creates its container.
+func testAPI(api DockerAPI) DockerAPI {
+	d, err := time.ParseDuration(os.Getenv("PERCEPTRON_TEST_SLOW_LIST"))
+	if err != nil || d <= 0 {
+		return api
+	}
+	return slowList{DockerAPI: api, delay: d}
+}
+
+type slowList struct {
+	DockerAPI
+	delay time.Duration
+}
+
+func (s slowList) ContainerList(ctx context.Context, opts client.ContainerListOptions) (client.ContainerListResult, error) {
+	res, err := s.DockerAPI.ContainerList(ctx, opts)
+	time.Sleep(s.delay) // the answer is as of the start of the call
+	return res, err
 }
 
 // afterClaimHook pauses between the GPU claim and the container's creation

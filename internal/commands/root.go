@@ -49,7 +49,7 @@ type Deps struct {
 func DefaultDeps() Deps {
 	return Deps{
 		NVML:          openNVML,
-		API:           func(c command.Cli) DockerAPI { return c.Client() },
+		API:           func(c command.Cli) DockerAPI { return testAPI(c.Client()) },
 		ProcRoot:      "/proc",
 		SystemPresets: "/etc/docker/perceptron/presets.yaml",
 		UserPresets:   "",                // resolved from DOCKER_CONFIG at run time
