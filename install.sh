@@ -10,7 +10,9 @@ Usage: ./install.sh [--system | --dest DIR]
 Build docker-perceptron from this checkout and install it as a Docker CLI plugin.
 
 Options:
-  --system    install for all users into /usr/local/lib/docker/cli-plugins
+  --system    install for all users into /usr/local/lib/docker/cli-plugins, with
+              the GPU claims' shared state directory /run/docker-perceptron
+              (root's, mode 1777, made again at every boot)
   --dest DIR  install into DIR
   -h, --help  show this help
 
@@ -20,9 +22,10 @@ USAGE
 }
 
 dest="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+system=false
 while [ $# -gt 0 ]; do
 	case "$1" in
-	--system) dest=/usr/local/lib/docker/cli-plugins ;;
+	--system) dest=/usr/local/lib/docker/cli-plugins system=true ;;
 	--dest)
 		[ $# -ge 2 ] || { echo "install.sh: --dest needs a directory" >&2; exit 2; }
 		dest="$2"
@@ -67,7 +70,20 @@ rm -rf "$tmpdir"
 trap - EXIT
 
 echo "Installed docker-perceptron $version to $dest/docker-perceptron"
-if [ "$dest" = /usr/local/lib/docker/cli-plugins ]; then
+if $system; then
+	# The GPU claims of every user meet in one directory that only root can
+	# make: no user can take it first, or delete the others' claims.
+	state=/run/docker-perceptron
+	if [ -d /etc/tmpfiles.d ]; then
+		echo "d $state 1777 root root -" >/etc/tmpfiles.d/docker-perceptron.conf
+	fi
+	if [ -e "$state" ] && [ "$(stat -c %u "$state")" != 0 ]; then
+		echo "install.sh: $state exists and is not root's: remove it, then run this again" >&2
+		exit 1
+	fi
+	mkdir -p "$state"
+	chmod 1777 "$state"
+	echo "GPU claims of every user meet in $state (made again at boot by systemd-tmpfiles)."
 	echo "A copy in ~/.docker/cli-plugins, if any, takes precedence for that user."
 fi
 echo "Try it: docker perceptron --help"

@@ -284,3 +284,118 @@ func TestLedgerBusyDaemon(t *testing.T) {
 		t.Fatalf("GPUs %v, %d refused: want 16 distinct GPUs", got, refused)
 	}
 }
+
+// sharedStateDir is a state directory as a system install makes it: root's,
+// mode 1777, reachable by every user.
+func sharedStateDir(t *testing.T) string {
+	t.Helper()
+	parent, err := os.MkdirTemp("", "perceptron-shared-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(parent) })
+	dir := filepath.Join(parent, "state")
+	if err := os.Chmod(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// asNobody runs a shell script as user nobody, a local user without docker
+// access, in the background; the returned function ends it.
+func asNobody(t *testing.T, script string) (stop func()) {
+	t.Helper()
+	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stop = func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitFile waits until path exists.
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear", path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestLedgerForgedFiles: a local user without docker access writes leases
+// and queue tickets into the shared state directory: far expiries, a
+// foreign host, their own long-lived process. None of it holds a GPU or
+// the line.
+func TestLedgerForgedFiles(t *testing.T) {
+	e := newEnv(t)
+	spec := sampleNVML(1)
+	e.FakeNVML = writeFakeNVML(t, spec)
+	e.StateDir = sharedStateDir(t)
+	script := fmt.Sprintf(`cd %s
+sleep 600 & pid=$!
+start=$(cut -d' ' -f22 /proc/$pid/stat)
+printf '{"token":"FORGEDFARFUTURE","uuids":["%s"],"pid":%%d,"start":%%s,"host":"elsewhere","uid":0,"created":"2026-01-01T00:00:00Z","expires":"9999-01-01T00:00:00Z"}' $pid $start >lease-FORGEDFARFUTURE.json
+printf '{"token":"FORGEDTICKET","pid":%%d,"start":%%s,"created":"2026-01-01T00:00:00Z"}' $pid $start >ticket-00000000000000000001
+touch done
+wait`, e.StateDir, uuid(spec, 0))
+	asNobody(t, script)
+	waitFile(t, filepath.Join(e.StateDir, "done"))
+	if r := e.Docker("perceptron", "gpus", "--format", "{{.Index}} {{.State}}"); strings.TrimSpace(r.Stdout) != "0 free" {
+		t.Errorf("gpus with forged files:\n%s", r)
+	}
+	// Neither the lease nor the ticket holds anyone back, --wait included.
+	e.MustDocker("perceptron", "run", "--rm", "--wait=20s", "--gpus", "auto", testImage, "true")
+}
+
+// TestLedgerLockHeld: a local user who holds the lock file's flock stops
+// GPU claims for a bounded time only, and is named.
+func TestLedgerLockHeld(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the lock timeout")
+	}
+	e := newEnv(t)
+	e.FakeNVML = writeFakeNVML(t, sampleNVML(1))
+	e.StateDir = sharedStateDir(t)
+	e.MustDocker("perceptron", "run", "--rm", "--gpus", "auto", testImage, "true") // makes the lock file
+	asNobody(t, fmt.Sprintf("exec flock -s %s sleep 600", filepath.Join(e.StateDir, "lock")))
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	mustFail(t, e, 125, "has been held for over", "perceptron", "run", "--rm", "--gpus", "auto", testImage, "true")
+	if d := time.Since(start); d > 2*time.Minute {
+		t.Errorf("gave up after %s", d)
+	}
+}
+
+// TestLedgerForeignStateDir: a state directory that another ordinary user
+// made (anyone can make /tmp/docker-perceptron first) is refused: its owner
+// could remove every other user's claims.
+func TestLedgerForeignStateDir(t *testing.T) {
+	e := newEnv(t)
+	e.FakeNVML = writeFakeNVML(t, sampleNVML(1))
+	parent := sharedStateDir(t) // 1777, as /tmp
+	e.StateDir = filepath.Join(parent, "theirs")
+	stop := asNobody(t, fmt.Sprintf("mkdir %s && chmod 1777 %s", e.StateDir, e.StateDir))
+	waitFile(t, e.StateDir)
+	stop()
+	mustFail(t, e, 125, "belongs to user 65534: GPU claims trust only a directory of root's or yours",
+		"perceptron", "run", "--rm", "--gpus", "auto", testImage, "true")
+}

@@ -18,21 +18,23 @@ const (
 	// DirNotSticky: world-writable without the sticky bit, so anyone
 	// could remove or replace other users' claims.
 	DirNotSticky
-	// DirForeign: another ordinary user owns it and it is not shared the
-	// way /tmp is; its owner could remove our claims.
+	// DirForeign: another ordinary user owns it; its owner could remove
+	// our claims, whatever its mode.
 	DirForeign
 )
 
 // JudgeDir is the rule for a state directory with mode and owner, as seen
-// by the user euid: it must be owned by that user or root, or shared the way
-// /tmp is (world-writable and sticky, so only a file's owner can remove it).
+// by the user euid: it must be owned by root or by that user (a directory's
+// owner can remove any file in it, so another user's directory is not trusted
+// even when shared like /tmp), and when world-writable it must be sticky as
+// /tmp is, so that only a file's owner can remove it.
 func JudgeDir(mode fs.FileMode, owner, euid uint32) DirProblem {
 	worldWritable := mode.Perm()&0o002 != 0
 	sticky := mode&fs.ModeSticky != 0
 	switch {
 	case worldWritable && !sticky:
 		return DirNotSticky
-	case owner == euid || owner == 0, worldWritable && sticky:
+	case owner == euid || owner == 0:
 		return DirOK
 	}
 	return DirForeign

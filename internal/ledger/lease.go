@@ -14,6 +14,8 @@ import (
 )
 
 // DefaultLeaseTTL is how long a lease counts while its process lives.
+// It is also the most any lease counts after its file was written, whatever
+// expiry the file says: a TTL above it is cut to it, so renew more often.
 //
 // A lease stops counting at once when its process is gone, so the TTL only
 // bounds a process that is alive but stuck (stopped with ^Z, a hung daemon)
@@ -30,9 +32,15 @@ const (
 
 // Lease claims GPUs for a container about to be created.
 type Lease struct {
-	Token   string    `json:"token"` // names the lease file; keep it to Release
-	UUIDs   []string  `json:"uuids"` // the GPUs claimed
-	PID     int       `json:"pid"`   // the invocation holding the claim
+	Token string   `json:"token"` // names the lease file; keep it to Release
+	UUIDs []string `json:"uuids"` // the GPUs claimed
+	PID   int      `json:"pid"`   // the invocation holding the claim
+	// Start is when that process started, in clock ticks after boot
+	// (field 22 of /proc/PID/stat), so that a PID reused by another
+	// process does not keep the claim. NewLease sets it.
+	Start uint64 `json:"start"`
+	// Host is recorded for people; liveness ignores it (the state
+	// directory is local to the host).
 	Host    string    `json:"host,omitempty"`
 	UID     int       `json:"uid"` // on reading, the lease file's owner, whatever the file says
 	Created time.Time `json:"created"`
@@ -47,6 +55,7 @@ func NewLease(uuids []string, now time.Time, ttl time.Duration) Lease {
 		Token:   newToken(),
 		UUIDs:   slices.Clone(uuids),
 		PID:     os.Getpid(),
+		Start:   startTime(os.Getpid()),
 		Host:    host,
 		UID:     os.Geteuid(),
 		Created: now,
@@ -63,6 +72,9 @@ func WriteLease(dir string, l Lease) error {
 	if l.PID <= 0 || l.Expires.IsZero() {
 		return fmt.Errorf("lease %s has no PID or expiry", l.Token)
 	}
+	if l.Start == 0 {
+		return fmt.Errorf("lease %s has no process start time (make it with NewLease)", l.Token)
+	}
 	d, err := openDir(dir, true)
 	if err != nil {
 		return err
@@ -78,13 +90,14 @@ func WriteLease(dir string, l Lease) error {
 	return nil
 }
 
-// ActiveLeases returns the leases in dir that count at now: not expired, and
-// their process alive (on this host; a lease from another host counts until
-// it expires). Files that are not leases — unreadable, unparseable, symlinks,
-// not matching their name — are ignored. Our own leases that no longer count
-// are removed; others' are left to their owners, as the sticky directory
-// requires, and simply ignored. A missing dir holds no leases.
-// The result is sorted by creation time, then token.
+// ActiveLeases returns the leases in dir that count at now: not expired at
+// now, written (by the file's ctime) less than DefaultLeaseTTL ago, and their
+// process still the plugin's run that took them (see the package doc; the
+// host field is ignored). Files that are not leases — unreadable,
+// unparseable, symlinks, not matching their name — are ignored. Our own
+// leases that no longer count are removed; others' are left to their owners,
+// as the sticky directory requires, and simply ignored. A missing dir holds
+// no leases. The result is sorted by creation time, then token.
 func ActiveLeases(dir string, now time.Time) ([]Lease, error) {
 	d, err := openDir(dir, false)
 	if d == nil || err != nil {
@@ -95,18 +108,19 @@ func ActiveLeases(dir string, now time.Time) ([]Lease, error) {
 	if err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
 	me := uint32(os.Geteuid())
+	wall := wallClock()
 	var active []Lease
 	for _, name := range names {
-		l, owner, ok := readLease(d, name)
+		l, m, ok := readLease(d, name)
 		if !ok {
 			continue
 		}
-		live := now.Before(l.Expires) && (l.Host != "" && l.Host != host || alive(l.PID, owner))
+		live := now.Before(l.Expires) && wall.Before(m.ctime.Add(DefaultLeaseTTL)) &&
+			running(l.PID, l.Start, m.uid) != procDead
 		if live {
 			active = append(active, l)
-		} else if owner == me {
+		} else if m.uid == me {
 			unix.Unlinkat(int(d.Fd()), name, 0) //nolint:errcheck // another reader may have removed it
 		}
 	}
@@ -116,22 +130,45 @@ func ActiveLeases(dir string, now time.Time) ([]Lease, error) {
 	return active, nil
 }
 
-// readLease parses lease file name; ok is false for anything that is not a
-// well-formed lease matching its name.
-func readLease(d *os.File, name string) (l Lease, owner uint32, ok bool) {
-	token, found := strings.CutSuffix(strings.TrimPrefix(name, leasePrefix), leaseSuffix)
-	if !found || !validToken(token) {
-		return Lease{}, 0, false
+// readLease reads lease file name; ok is false for anything that is not a
+// well-formed lease matching its name. The lease's UID is the file's owner.
+func readLease(d *os.File, name string) (Lease, fileMeta, bool) {
+	if _, ok := leaseToken(name); !ok {
+		return Lease{}, fileMeta{}, false // not even opened
 	}
-	data, owner, err := readFile(d, name)
-	if err != nil || json.Unmarshal(data, &l) != nil {
-		return Lease{}, 0, false
+	data, m, err := readFile(d, name)
+	if err != nil {
+		return Lease{}, fileMeta{}, false
 	}
-	if l.Token != token || l.PID <= 0 || l.Expires.IsZero() {
-		return Lease{}, 0, false
+	l, ok := parseLease(name, data)
+	if !ok {
+		return Lease{}, fileMeta{}, false
 	}
-	l.UID = int(owner)
-	return l, owner, true
+	l.UID = int(m.uid)
+	return l, m, true
+}
+
+// parseLease parses the content of lease file name; ok is false unless it
+// is a well-formed lease whose token is the one its name carries.
+func parseLease(name string, data []byte) (l Lease, ok bool) {
+	token, ok := leaseToken(name)
+	if !ok || json.Unmarshal(data, &l) != nil {
+		return Lease{}, false
+	}
+	if l.Token != token || l.PID <= 0 || l.Start == 0 || l.Expires.IsZero() {
+		return Lease{}, false
+	}
+	return l, true
+}
+
+// leaseToken is the token in lease file name "lease-TOKEN.json".
+func leaseToken(name string) (string, bool) {
+	rest, ok := strings.CutPrefix(name, leasePrefix)
+	if !ok {
+		return "", false
+	}
+	token, ok := strings.CutSuffix(rest, leaseSuffix)
+	return token, ok && validToken(token)
 }
 
 // Release removes the lease named by token from dir; releasing a lease that
@@ -153,7 +190,8 @@ func Release(dir, token string) error {
 
 // Renew replaces lease l in dir with one that expires at expires. Call it
 // under Lock, so that no other invocation sees the GPUs unclaimed in
-// between.
+// between. The new lease is a new file, so its ctime (see ActiveLeases) is
+// now: renew well within DefaultLeaseTTL.
 func Renew(dir string, l Lease, expires time.Time) error {
 	if err := Release(dir, l.Token); err != nil {
 		return err

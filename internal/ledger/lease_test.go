@@ -36,7 +36,8 @@ func exists(dir, name string) bool {
 func TestLeaseRoundTrip(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state") // created on first write
 	l := NewLease([]string{"GPU-a", "GPU-b"}, t0, DefaultLeaseTTL)
-	if !validToken(l.Token) || l.PID != os.Getpid() || !l.Expires.Equal(t0.Add(time.Minute)) {
+	if !validToken(l.Token) || l.PID != os.Getpid() || l.Start != startTime(os.Getpid()) || l.Start == 0 ||
+		!l.Expires.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("NewLease() = %+v", l)
 	}
 	writeLease(t, dir, l)
@@ -48,7 +49,7 @@ func TestLeaseRoundTrip(t *testing.T) {
 		t.Fatalf("ActiveLeases() = %+v, want one", got)
 	}
 	g := got[0]
-	if g.Token != l.Token || !slices.Equal(g.UUIDs, l.UUIDs) || g.PID != l.PID || g.Host != l.Host ||
+	if g.Token != l.Token || !slices.Equal(g.UUIDs, l.UUIDs) || g.PID != l.PID || g.Start != l.Start || g.Host != l.Host ||
 		g.UID != os.Geteuid() || !g.Created.Equal(l.Created) || !g.Expires.Equal(l.Expires) {
 		t.Errorf("read back %+v, wrote %+v", g, l)
 	}
@@ -117,7 +118,9 @@ func TestLeaseProcess(t *testing.T) {
 		{name: "no host recorded", pid: os.Getpid(), active: true},
 		{name: "dead", pid: dead, host: host},
 		{name: "dead, no host recorded", pid: dead},
-		{name: "another host's counts until expiry", pid: dead, host: host + "-elsewhere", active: true},
+		// The directory is local: the host field does not keep a lease.
+		{name: "another host's, dead", pid: dead, host: host + "-elsewhere"},
+		{name: "another host's, alive", pid: os.Getpid(), host: host + "-elsewhere", active: true},
 	}
 	if os.Geteuid() != 0 {
 		// Our file cannot keep a claim alive with root's process.
@@ -237,6 +240,7 @@ func TestWriteLeaseErrors(t *testing.T) {
 		{"long token", with(func(l *Lease) { l.Token = strings.Repeat("A", 65) }), "invalid lease token"},
 		{"no PID", with(func(l *Lease) { l.PID = 0 }), "no PID"},
 		{"no expiry", with(func(l *Lease) { l.Expires = time.Time{} }), "no PID or expiry"},
+		{"no start time", with(func(l *Lease) { l.Start = 0 }), "no process start time"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,14 +8,38 @@
 // choosing GPUs and creating the container.
 //
 // Everything lives in one state directory shared by all users (see StateDir).
-// Other users can write there, so no file in it is trusted: nothing is opened
-// through a symlink, only regular files are read, a file that cannot be parsed
-// is ignored, and the user behind a lease or ticket is the file's owner, not
-// what the file says. The directory itself must be a real directory, owned by
-// us or root, or shared the way /tmp is (world-writable and sticky, so only a
-// file's owner — and the directory's — can remove it).
+// Other users can write there, including users without access to Docker, so
+// no file in it is trusted:
 //
-// The directory must be local to the host: liveness is judged by PID.
+//   - nothing is opened through a symlink, only regular files are read, and
+//     a file that cannot be parsed is ignored;
+//   - the user behind a lease or ticket is the file's owner, not what the
+//     file says;
+//   - a lease or ticket counts only while the process it names is alive (not
+//     a zombie), started when the file says (a reused PID does not count),
+//     belongs to the file's owner, and is the plugin's core binary
+//     (perceptron-core: its comm, and its executable where this user can
+//     read it);
+//   - a lease counts at most DefaultLeaseTTL after its file was last written,
+//     by the file's ctime, which the kernel sets, whatever expiry it claims;
+//     renewing a lease writes a new file;
+//   - Lock waits at most LockTimeout, then names who holds the lock.
+//
+// The directory itself must be a real directory owned by root or by the
+// caller, and when world-writable also sticky (as /tmp is: only a file's
+// owner, and the directory's, can remove it). A missing directory is created
+// by whoever comes first, mode 1777, as before; but since the directory's
+// owner can remove any claim in it, one created by an ordinary user serves
+// only that user (and is refused by everyone else, root included, with a
+// message saying how to get a shared one). On a host shared by several users
+// the directory should therefore be created by root, before anyone else
+// does: a user who creates DefaultStateDir first locks the others out of it
+// until it is removed.
+//
+// The directory must be local to the host: liveness is judged by PID, and a
+// lease's "host" field is ignored. Where /proc is mounted with hidepid, other
+// users' processes cannot be checked: their leases then count (at most
+// DefaultLeaseTTL after each write) and their tickets do not.
 package ledger
 
 import (
@@ -25,37 +49,44 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// EnvStateDir names the environment variable that overrides DefaultStateDir.
+// EnvStateDir names the environment variable that overrides the state
+// directory (see StateDir).
 const EnvStateDir = "PERCEPTRON_STATE_DIR"
 
-// DefaultStateDir is where claims live unless EnvStateDir says otherwise.
-//
-// /tmp is the one directory every user can write without an installer or
-// root; /var/lib or /run would need root to create. The first invocation
-// creates it with mode 1777, like /tmp itself, so every user can add files
-// and only a file's owner can remove them. systemd's tmpfiles may clean /tmp,
-// but only of old files, and the state here lives for seconds (the lock file
-// is recreated on demand).
+// SystemStateDir is the state directory of a system install
+// (`sudo ./install.sh --system`): made by root, mode 1777, and again at every
+// boot by systemd-tmpfiles. Under /run no ordinary user can make it first.
+const SystemStateDir = "/run/docker-perceptron"
+
+// DefaultStateDir is the state directory without a system install. /tmp is
+// the one directory every user can write without root; the first invocation
+// creates it with mode 1777. One made by an ordinary user serves that user
+// only (see the package doc).
 const DefaultStateDir = "/tmp/docker-perceptron"
 
 // maxFileSize bounds what is read from a lease or ticket file.
 const maxFileSize = 64 << 10
 
-// StateDir returns $PERCEPTRON_STATE_DIR, or DefaultStateDir when it is empty.
+// StateDir returns $PERCEPTRON_STATE_DIR; else SystemStateDir when it exists
+// (a system install); else DefaultStateDir.
 func StateDir() string {
 	if d := os.Getenv(EnvStateDir); d != "" {
 		return d
+	}
+	if fi, err := os.Lstat(SystemStateDir); err == nil && fi.IsDir() {
+		return SystemStateDir
 	}
 	return DefaultStateDir
 }
 
 // ErrUnsafeDir is returned (wrapped) when the state directory is not one we
-// can trust: a symlink, not a directory, or writable by others without the
-// sticky bit.
+// can trust: a symlink, not a directory, owned by another user than root or
+// the caller, or writable by others without the sticky bit.
 var ErrUnsafeDir = errors.New("unsafe state directory")
 
 // openDir opens dir without following a symlink at its last element (the
@@ -117,7 +148,9 @@ func checkDir(dir string, st *unix.Stat_t, uid uint32) error {
 	case DirNotSticky:
 		return fmt.Errorf("%w: %s is world-writable without the sticky bit (anyone could remove or replace claims); run chmod 1777 %s", ErrUnsafeDir, dir, dir)
 	case DirForeign:
-		return fmt.Errorf("%w: %s belongs to user %d and is not shared (mode %#o, want 1777); remove it or set %s", ErrUnsafeDir, dir, st.Uid, st.Mode&0o7777, EnvStateDir)
+		return fmt.Errorf("%w: %s belongs to user %d: GPU claims trust only a directory of root's or yours; "+
+			"ask an administrator to run `sudo ./install.sh --system` (a root-owned shared directory) or set %s to a directory of your own",
+			ErrUnsafeDir, dir, st.Uid, EnvStateDir)
 	}
 	return nil
 }
@@ -137,28 +170,38 @@ func modeBits(m uint32) fs.FileMode {
 	return out
 }
 
+// fileMeta is what the kernel, not the file's writer, says about a file.
+type fileMeta struct {
+	uid   uint32    // owner
+	ctime time.Time // last change of content or inode: cannot be set by utimes
+}
+
 // readFile reads the regular file name in dir without following symlinks or
-// blocking on a FIFO, and returns its content and owner.
-func readFile(dir *os.File, name string) ([]byte, uint32, error) {
+// blocking on a FIFO, and returns its content, owner and ctime.
+func readFile(dir *os.File, name string) ([]byte, fileMeta, error) {
 	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, 0, &os.PathError{Op: "open", Path: name, Err: err}
+		return nil, fileMeta{}, &os.PathError{Op: "open", Path: name, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), name)
 	defer f.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, 0, err
+		return nil, fileMeta{}, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, 0, fmt.Errorf("%s is not a regular file", name)
+		return nil, fileMeta{}, fmt.Errorf("%s is not a regular file", name)
 	}
 	if st.Size > maxFileSize {
-		return nil, 0, fmt.Errorf("%s is too large (%d bytes)", name, st.Size)
+		return nil, fileMeta{}, fmt.Errorf("%s is too large (%d bytes)", name, st.Size)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxFileSize))
-	return b, st.Uid, err
+	return b, fileMeta{uid: st.Uid, ctime: time.Unix(st.Ctim.Unix())}, err
 }
+
+// wallClock is the clock that file ctimes are compared with: the kernel's,
+// not the caller's now. A variable so that tests can age files.
+var wallClock = time.Now
 
 // createFile atomically creates name in dir holding data, readable by all:
 // it is written under a temporary name and hard-linked into place, so readers
@@ -209,22 +252,4 @@ func listNames(dir *os.File, prefix string) ([]string, error) {
 		}
 	}
 	return names, nil
-}
-
-// alive reports whether process pid exists and, where /proc shows it, belongs
-// to user owner, so a file cannot keep a claim alive by naming someone else's
-// long-lived process. Root's files may name any process.
-func alive(pid int, owner uint32) bool {
-	if pid <= 0 {
-		return false
-	}
-	// EPERM: the process exists but belongs to another user.
-	if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
-		return false
-	}
-	var st unix.Stat_t
-	if owner != 0 && unix.Stat(fmt.Sprintf("/proc/%d", pid), &st) == nil && st.Uid != owner {
-		return false
-	}
-	return true
 }

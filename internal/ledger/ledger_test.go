@@ -36,6 +36,17 @@ func TestMain(m *testing.M) {
 	case "sleep":
 		time.Sleep(time.Minute)
 		os.Exit(0)
+	case "exit":
+		os.Exit(0)
+	case "rename":
+		// Take another name (comm), as any process can, then sleep.
+		if err := os.WriteFile("/proc/self/comm", []byte(os.Args[len(os.Args)-1]), 0); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(2)
+		}
+		os.Stdout.WriteString("renamed\n")
+		time.Sleep(time.Minute)
+		os.Exit(0)
 	case "trylock":
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
@@ -228,7 +239,8 @@ func TestCheckDir(t *testing.T) {
 		{"ours, private", me, 0o700, true},
 		{"root's", 0, 0o755, true},
 		{"root's, group-writable", 0, 0o775, true},
-		{"another user's, shared", other, 0o1777, true},
+		{"another user's, shared", other, 0o1777, false},
+		{"another user's, world-writable, not sticky", other, 0o777, false},
 		{"another user's, private", other, 0o755, false},
 		{"another user's, group-writable", other, 0o770, false},
 		{"ours, world-writable, not sticky", me, 0o777, false},
@@ -240,6 +252,9 @@ func TestCheckDir(t *testing.T) {
 			err := checkDir("d", &st, me)
 			if (err == nil) != tc.ok {
 				t.Errorf("checkDir() = %v, want ok=%v", err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, ErrUnsafeDir) {
+				t.Errorf("checkDir() = %v, want ErrUnsafeDir", err)
 			}
 		})
 	}
@@ -451,28 +466,34 @@ func symlink(t *testing.T, target, link string) {
 	}
 }
 
-func TestAlive(t *testing.T) {
+func TestRunning(t *testing.T) {
 	me := uint32(os.Geteuid())
+	self := startTime(os.Getpid())
+	if self == 0 {
+		t.Fatal("cannot read our own start time")
+	}
 	tests := []struct {
 		name  string
 		pid   int
+		start uint64
 		owner uint32
-		want  bool
+		want  liveness
 	}{
-		{"us", os.Getpid(), me, true},
-		{"dead", deadPID(t), me, false},
-		{"zero", 0, me, false},
-		{"negative", -1, me, false},
-		{"init, as root", 1, 0, true},
-		{"init, claimed by another user", 1, 12345, false},
-	}
-	if _, err := os.Stat("/proc/1"); err != nil {
-		tests = tests[:len(tests)-1] // hidepid: only kill(2) can tell
+		{"us", os.Getpid(), self, me, procLive},
+		{"us, as root's file", os.Getpid(), self, 0, procLive},
+		{"us, another start", os.Getpid(), self + 1, me, procDead},
+		{"us, no start", os.Getpid(), 0, me, procDead},
+		{"us, claimed by another user", os.Getpid(), self, me + 12345, procDead},
+		{"dead", deadPID(t), self, me, procDead},
+		{"zero", 0, self, me, procDead},
+		{"negative", -1, self, me, procDead},
+		{"above pid_max", 1 << 22, self, me, procDead},
+		{"init, another program", 1, startTime(1), 0, procDead},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := alive(tc.pid, tc.owner); got != tc.want {
-				t.Errorf("alive(%d, %d) = %v, want %v", tc.pid, tc.owner, got, tc.want)
+			if got := running(tc.pid, tc.start, tc.owner); got != tc.want {
+				t.Errorf("running(%d, %d, %d) = %v, want %v", tc.pid, tc.start, tc.owner, got, tc.want)
 			}
 		})
 	}

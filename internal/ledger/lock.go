@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,9 +25,50 @@ const (
 	maxPoll = 100 * time.Millisecond
 )
 
+// LockTimeout is how long Lock waits for the lock at most. The lock is held
+// for milliseconds, so a holder that keeps it this long is stuck, or holds it
+// on purpose (any user can take it) to block every claim.
+const LockTimeout = 30 * time.Second
+
+// lockTimeout is LockTimeout; a variable so that tests can shorten it.
+var lockTimeout = LockTimeout
+
+// LockHeldError is returned by Lock when another process kept the lock for
+// LockTimeout. It names the holder as far as /proc/locks and /proc tell.
+type LockHeldError struct {
+	Path    string        // the lock file
+	Waited  time.Duration // how long Lock waited
+	PID     int           // the holder; 0 when unknown
+	Command string        // its name (comm); "" when unknown
+	UID     int           // its user; -1 when unknown
+	User    string        // that user's name; "" when unknown
+}
+
+func (e *LockHeldError) Error() string {
+	var who string
+	switch {
+	case e.PID <= 0:
+		who = "a process that cannot be identified"
+	case e.Command != "":
+		who = fmt.Sprintf("process %d (%s)", e.PID, e.Command)
+	default:
+		who = fmt.Sprintf("process %d", e.PID)
+	}
+	switch {
+	case e.User != "":
+		who += fmt.Sprintf(" of user %s (uid %d)", e.User, e.UID)
+	case e.UID >= 0:
+		who += fmt.Sprintf(" of uid %d", e.UID)
+	}
+	return fmt.Sprintf("the GPU claim lock %s has been held for over %s by %s; it is normally held for milliseconds, "+
+		"so that process is stuck or blocking GPU claims on purpose: ask its user or an administrator to end it",
+		e.Path, e.Waited.Round(time.Millisecond), who)
+}
+
 // Lock takes the host-wide lock in dir, creating dir (mode 1777) and the lock
-// file as needed, and waits for it until ctx is done. unlock releases it and
-// may be called more than once. The lock is an flock(2) on dir/lock, so the
+// file as needed, and waits for it until ctx is done (then it returns an
+// error wrapping ctx's) or for LockTimeout (then a *LockHeldError), whichever
+// comes first. unlock releases it and may be called more than once. The lock is an flock(2) on dir/lock, so the
 // kernel releases it if the holder dies; it excludes other processes and
 // other Lock calls in this one alike.
 //
@@ -47,6 +91,8 @@ func Lock(ctx context.Context, dir string) (unlock func(), err error) {
 	}
 	fd := int(f.Fd())
 	wait := minPoll
+	waited := lockTimeout
+	deadline := time.Now().Add(waited)
 	for {
 		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
@@ -56,7 +102,13 @@ func Lock(ctx context.Context, dir string) (unlock func(), err error) {
 			f.Close()
 			return nil, fmt.Errorf("locking %s/%s: %w", dir, lockName, err)
 		}
-		t := time.NewTimer(wait)
+		left := time.Until(deadline)
+		if left <= 0 {
+			held := lockHeld(f, waited)
+			f.Close()
+			return nil, held
+		}
+		t := time.NewTimer(min(wait, left))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -115,6 +167,65 @@ func openLockFile(d *os.File) (*os.File, error) {
 		return f, nil
 	}
 	return nil, fmt.Errorf("opening lock file %s: it keeps appearing and disappearing", path)
+}
+
+// lockHeld describes who holds lock file f, from /proc/locks (readable by
+// all) and the holder's /proc entry.
+func lockHeld(f *os.File, waited time.Duration) *LockHeldError {
+	e := &LockHeldError{Path: f.Name(), Waited: waited, UID: -1}
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil {
+		return e
+	}
+	locks, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return e
+	}
+	e.PID = flockHolder(locks, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	if e.PID <= 0 {
+		return e
+	}
+	if comm, err := os.ReadFile("/proc/" + strconv.Itoa(e.PID) + "/comm"); err == nil {
+		e.Command = strings.TrimSuffix(string(comm), "\n")
+	}
+	if status, err := os.ReadFile("/proc/" + strconv.Itoa(e.PID) + "/status"); err == nil {
+		if uid, err := parseStatusUID(status); err == nil {
+			e.UID = int(uid)
+			if u, err := user.LookupId(strconv.Itoa(e.UID)); err == nil {
+				e.User = u.Username
+			}
+		}
+	}
+	return e
+}
+
+// flockHolder finds in /proc/locks a process holding an flock on the file
+// with device major:minor and inode ino, from lines such as
+// "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (device numbers in hex;
+// waiters' lines have "->" after the number). It returns 0 when none is
+// found.
+func flockHolder(locks []byte, major, minor uint32, ino uint64) int {
+	for line := range strings.SplitSeq(string(locks), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[1] != "FLOCK" {
+			continue // a waiter ("->"), or another kind of lock
+		}
+		id := strings.Split(f[5], ":")
+		if len(id) != 3 {
+			continue
+		}
+		maj, err1 := strconv.ParseUint(id[0], 16, 32)
+		mnr, err2 := strconv.ParseUint(id[1], 16, 32)
+		n, err3 := strconv.ParseUint(id[2], 10, 64)
+		pid, err4 := strconv.Atoi(f[4])
+		if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
+			continue
+		}
+		if uint32(maj) == major && uint32(mnr) == minor && n == ino && pid > 0 {
+			return pid
+		}
+	}
+	return 0
 }
 
 // newToken returns a random name-safe token (base32, 26 characters).

@@ -20,8 +20,10 @@ var ErrTicketLost = errors.New("queue ticket lost")
 
 // Ticket is a place in the FIFO queue of invocations waiting for GPUs
 // (`--wait`). The head is the oldest ticket whose process is alive; tickets of
-// dead processes are skipped. A waiter that is alive but stopped (^Z) holds
-// the queue until it resumes or exits.
+// dead processes are skipped, and so are tickets that name a process which is
+// not the plugin run that joined (see the package doc) or that cannot be
+// checked. A waiter that is alive but stopped (^Z) holds the queue until it
+// resumes or exits.
 type Ticket struct {
 	Seq   uint64 // position: later tickets have higher numbers
 	Token string
@@ -33,6 +35,7 @@ type Ticket struct {
 type ticketFile struct {
 	Token   string    `json:"token"`
 	PID     int       `json:"pid"`
+	Start   uint64    `json:"start"` // the process's start time, as in Lease
 	Created time.Time `json:"created"`
 }
 
@@ -62,7 +65,7 @@ func enqueue(dir string, pid int) (*Ticket, error) {
 		}
 	}
 	t := &Ticket{Token: newToken(), dir: dir}
-	data, err := json.Marshal(ticketFile{Token: t.Token, PID: pid, Created: time.Now()})
+	data, err := json.Marshal(ticketFile{Token: t.Token, PID: pid, Start: startTime(pid), Created: time.Now()})
 	if err != nil {
 		return nil, err
 	}
@@ -106,12 +109,17 @@ func (t *Ticket) Ahead() (int, error) {
 			continue
 		}
 		tf, owner, ok := readTicket(d, n)
-		switch {
-		case !ok:
-		case alive(tf.PID, owner):
+		if !ok {
+			continue
+		}
+		switch running(tf.PID, tf.Start, owner) {
+		case procLive:
 			ahead++
-		case owner == me:
-			unix.Unlinkat(int(d.Fd()), n, 0) //nolint:errcheck // another waiter may have removed it
+		case procHidden: // cannot be checked: does not hold the queue
+		case procDead:
+			if owner == me {
+				unix.Unlinkat(int(d.Fd()), n, 0) //nolint:errcheck // another waiter may have removed it
+			}
 		}
 	}
 	return ahead, nil
@@ -149,7 +157,7 @@ func ticketSeq(name string) (uint64, bool) {
 }
 
 func readTicket(d *os.File, name string) (ticketFile, uint32, bool) {
-	data, owner, err := readFile(d, name)
+	data, m, err := readFile(d, name)
 	if err != nil {
 		return ticketFile{}, 0, false
 	}
@@ -157,5 +165,5 @@ func readTicket(d *os.File, name string) (ticketFile, uint32, bool) {
 	if json.Unmarshal(data, &tf) != nil || !validToken(tf.Token) || tf.PID <= 0 {
 		return ticketFile{}, 0, false
 	}
-	return tf, owner, true
+	return tf, m.uid, true
 }

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bufio"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,7 +49,7 @@ func TestAnotherUser(t *testing.T) {
 	if err := os.Chmod(base, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(base, "claims.test")
+	bin := filepath.Join(base, coreName) // the name a claim's process must have
 	self, err := os.ReadFile(os.Args[0])
 	if err != nil {
 		t.Fatal(err)
@@ -113,5 +114,64 @@ func TestAnotherUser(t *testing.T) {
 	}
 	if len(leases) != 1 || leases[0].Token != mine.Token {
 		t.Errorf("ActiveLeases() after nobody exited = %+v, want root's only", leases)
+	}
+
+	// Nobody keeps the lock: root gives up after lockTimeout, naming nobody.
+	defer func(d time.Duration) { lockTimeout = d }(lockTimeout)
+	lockTimeout = 300 * time.Millisecond
+	holder := asNobody(t, bin, "lock", dir)
+	hstdin, _ := holder.StdinPipe()
+	hstdout, _ := holder.StdoutPipe()
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Wait()         //nolint:errcheck
+	defer holder.Process.Kill() //nolint:errcheck
+	if line, err := bufio.NewReader(hstdout).ReadString('\n'); line != "locked\n" {
+		t.Fatalf("nobody's Lock(): %q, %v", line, err)
+	}
+	_, err = Lock(t.Context(), dir)
+	var held *LockHeldError
+	if !errors.As(err, &held) || held.PID != holder.Process.Pid || held.UID != nobody || held.Command != coreName {
+		t.Errorf("Lock() while nobody holds it: %v (%+v), want nobody's process %d named", err, held, holder.Process.Pid)
+	} else if held.User != "" && !strings.Contains(err.Error(), "of user "+held.User+" (uid 65534)") {
+		t.Errorf("Lock() error = %q, want nobody named", err)
+	}
+	hstdin.Close()
+}
+
+// A state directory that another ordinary user created is not trusted,
+// even though it is shared like /tmp: its owner could remove our claims.
+func TestAnotherUsersDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a helper as another user")
+	}
+	base, err := os.MkdirTemp("", "claims-users-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(base, coreName)
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "state")
+	// Nobody creates it, and can use it.
+	if got := output(t, asNobody(t, bin, "trylock", dir)); got != "locked" {
+		t.Fatalf("nobody's Lock() in a directory of its own: %q", got)
+	}
+	if fi, err := os.Lstat(dir); err != nil || fi.Mode() != os.ModeDir|os.ModeSticky|0o777 {
+		t.Fatalf("nobody's directory: %v, %v", fi, err)
+	}
+	_, err = Lock(t.Context(), dir)
+	if !errors.Is(err, ErrUnsafeDir) || !strings.Contains(err.Error(), "belongs to user 65534") {
+		t.Errorf("root's Lock() in nobody's directory: %v, want it refused", err)
 	}
 }

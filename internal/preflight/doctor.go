@@ -236,7 +236,8 @@ func stateDirFinding(s ledger.DirState) Finding {
 		return fail(fmt.Sprintf("%s is %s without the sticky bit: GPU claims refuse it (anyone could remove or replace them)", s.Path, s.ModeString()),
 			"sudo chmod 1777 "+s.Path)
 	case ledger.DirForeign:
-		return fail(fmt.Sprintf("%s is %s and belongs to user %d: GPU claims refuse it", s.Path, s.ModeString(), s.UID), "sudo chmod 1777 "+s.Path)
+		return fail(fmt.Sprintf("%s is %s and belongs to user %d: GPU claims trust only a directory of root's or yours", s.Path, s.ModeString(), s.UID),
+			"ask an administrator to run `sudo ./install.sh --system` (a root-owned shared directory), or set "+ledger.EnvStateDir+" to a directory of your own")
 	}
 	if !s.Shared() {
 		return fail(fmt.Sprintf("%s is %s: other users cannot take GPU locks and leases", s.Path, s.ModeString()), "sudo chmod 1777 "+s.Path)
