@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -398,4 +399,83 @@ func TestLedgerForeignStateDir(t *testing.T) {
 	stop()
 	mustFail(t, e, 125, "belongs to user 65534: GPU claims trust only a directory of root's or yours",
 		"perceptron", "run", "--rm", "--gpus", "auto", testImage, "true")
+}
+
+// TestLedgerKilledUnderNonReapingParent: a run killed while its parent does
+// not reap it (a zombie) frees its GPU at once, not when the parent wakes.
+func TestLedgerKilledUnderNonReapingParent(t *testing.T) {
+	e := newEnv(t)
+	e.FakeNVML = writeFakeNVML(t, sampleNVML(1))
+	killed := exec.Command(e.CLI.Path, "perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
+	killed.Env = append(e.environ(), "PERCEPTRON_TEST_PAUSE_AFTER_CLAIM=1m")
+	if err := killed.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = killed.Process.Kill(); _ = killed.Wait() }()
+	pid := waitLeasePID(t, e)
+	// The docker CLI, perceptron-core's parent, is stopped: it cannot reap.
+	if err := syscall.Kill(killed.Process.Pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = syscall.Kill(killed.Process.Pid, syscall.SIGCONT) }()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !isZombie(pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("the killed run did not become a zombie")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.MustDocker("perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
+}
+
+// isZombie reports whether process pid exists as a zombie.
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, ok := strings.Cut(string(b), ") ")
+	return ok && strings.HasPrefix(rest, "Z")
+}
+
+// TestLedgerKillStorm: 30 runs killed at random moments (claiming,
+// creating, starting) leave nothing that blocks a GPU for longer than the
+// lease time: once their running containers are removed, every GPU can be
+// claimed.
+func TestLedgerKillStorm(t *testing.T) {
+	e := newEnv(t)
+	e.FakeNVML = writeFakeNVML(t, sampleNVML(4))
+	e.Extra = append(e.Extra, "PERCEPTRON_TEST_LEASE_TTL=2s")
+	rng := rand.New(rand.NewPCG(9, 9))
+	var wg sync.WaitGroup
+	for i := range 30 {
+		delay := time.Duration(rng.IntN(600)) * time.Millisecond
+		wg.Go(func() {
+			cmd := exec.Command(e.CLI.Path, "perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
+			cmd.Env = e.environ()
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := cmd.Start(); err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(delay + time.Duration(i%6)*50*time.Millisecond)
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		})
+	}
+	wg.Wait()
+	// A start the daemon had been asked for completes after the kill.
+	time.Sleep(time.Second)
+	// Running containers hold their GPUs, as they should: remove them.
+	if running := strings.Fields(e.MustDocker("ps", "-q")); len(running) > 0 {
+		e.MustDocker(append([]string{"rm", "-f"}, running...)...)
+	}
+	time.Sleep(3 * time.Second) // the lease time, and a margin
+	r := e.Docker("perceptron", "run", "-d", "--gpus", "auto:4", testImage, "sleep", "600")
+	if r.ExitCode != 0 {
+		t.Fatalf("after the storm, the GPUs are not all free:\n%s\n%s", r, e.MustDocker("perceptron", "gpus"))
+	}
 }
