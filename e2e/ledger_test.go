@@ -479,3 +479,45 @@ func TestLedgerKillStorm(t *testing.T) {
 		t.Fatalf("after the storm, the GPUs are not all free:\n%s\n%s", r, e.MustDocker("perceptron", "gpus"))
 	}
 }
+
+// TestLedgerTwoDaemons: two daemons on one host (a rootful and a rootless
+// one, two contexts) share the host's GPUs: what a container of one holds
+// is held for the users of the other, who cannot list it.
+func TestLedgerTwoDaemons(t *testing.T) {
+	spec := sampleNVML(2)
+	nvml := writeFakeNVML(t, spec)
+	e1 := newEnv(t)
+	e2 := newEnvOn(t, startDaemon(t, DaemonOptions{}))
+	e1.FakeNVML, e2.FakeNVML = nvml, nvml
+	e2.StateDir = e1.StateDir // one host, one ledger
+
+	holder := strings.TrimSpace(e1.MustDocker("perceptron", "run", "-d", "--gpus", "auto:2", testImage, "sleep", "600"))
+	r := mustFail(t, e2, 125, "not enough free GPUs: 1 asked for, 0 free", "perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
+	if !strings.Contains(r.Stderr, "another daemon") {
+		t.Errorf("the holder is not named as another daemon's:\n%s", r)
+	}
+	usage := gpusUsage(t, e2)
+	short := holder[:12]
+	for i, l := range usage {
+		if want := fmt.Sprintf("%d|reserved|%s (root, another daemon)", i, short); l != want {
+			t.Errorf("gpus on the other daemon: %q, want %q", l, want)
+		}
+	}
+	// An attached run holds its GPUs on the other daemon while it runs.
+	e1.MustDocker("rm", "-f", holder)
+	done := make(chan Result, 1)
+	go func() { done <- e1.Docker("perceptron", "run", "--gpus", "auto", testImage, "sleep", "5") }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(strings.Join(gpusUsage(t, e2), "\n"), "reserved") {
+		if time.Now().After(deadline) {
+			t.Fatal("the attached run's GPU never showed as held on the other daemon")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mustFail(t, e2, 125, "not enough free GPUs: 2 asked for, 1 free", "perceptron", "run", "-d", "--gpus", "auto:2", testImage, "sleep", "600")
+	if r := <-done; r.ExitCode != 0 {
+		t.Fatalf("%s", r)
+	}
+	// Gone on the first daemon: free on the second.
+	e2.MustDocker("perceptron", "run", "-d", "--gpus", "auto:2", testImage, "sleep", "600")
+}

@@ -61,6 +61,7 @@ type Claim struct {
 	lease ledger.Lease
 	ttl   time.Duration
 	lost  atomic.Bool // the lease ran out (the run was stopped): never renewed again
+	grant *ledger.Grant
 	stop  chan struct{}
 	done  sync.WaitGroup
 	once  sync.Once
@@ -136,6 +137,35 @@ func (c *Claim) Check() error {
 		return fmt.Errorf("%w: the run was stopped for longer than the claim lasts (%s), and its GPUs may have gone to someone else; run it again", ErrClaimExpired, c.ttl)
 	}
 	return nil
+}
+
+// Grant records the claim for every docker perceptron on this host,
+// whatever daemon it talks to (see ledger.Grant), before the container that
+// command ("run", "create") makes on the daemon with ID daemonID exists.
+func (c *Claim) Grant(daemonID, command string) error {
+	if c == nil || c.Token == "" || daemonID == "" {
+		return nil
+	}
+	g := ledger.NewGrant(c.Token, c.UUIDs(), daemonID, command)
+	if err := ledger.WriteGrant(c.a.StateDir, g); err != nil {
+		return fmt.Errorf("cannot record the GPU claim for the host's other daemons: %w", err)
+	}
+	c.grant = &g
+	return nil
+}
+
+// Settle ends the creation: the grant names the container that now holds
+// the GPUs (containerID, when holds), or is removed when none does.
+func (c *Claim) Settle(containerID string, holds bool) error {
+	if c == nil || c.grant == nil {
+		return nil
+	}
+	if !holds {
+		return ledger.RemoveGrant(c.a.StateDir, c.Token)
+	}
+	g := *c.grant
+	g.ContainerID = containerID
+	return ledger.WriteGrant(c.a.StateDir, g)
 }
 
 // ErrNotEnough is matched (errors.Is) by every NotEnoughError.

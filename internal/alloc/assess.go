@@ -195,7 +195,8 @@ func HolderName(h holders.Holder, trunc bool) string {
 	return "pid " + strings.Join(pids, ",")
 }
 
-// describeHolder is "container train (alice)" or "host process 4242 (bob)".
+// describeHolder is "container train (alice)", "container c0ffee (bob,
+// another daemon)" or "host process 4242 (bob)".
 func describeHolder(h holders.Holder) string {
 	if h.ContainerID == "" {
 		s := "host process"
@@ -204,11 +205,12 @@ func describeHolder(h holders.Holder) string {
 		}
 		return s + userSuffix(h.User)
 	}
-	return "container " + HolderName(h, true) + userSuffix(h.User)
+	return "container " + NameWithUser(h, true)
 }
 
 // NameWithUser is HolderName with the user: "train (alice)", and
-// "train (alice, stale)" for a stale container.
+// "train (alice, stale)" for a stale container, "c0ffee (bob, another
+// daemon)" for one of another daemon on this host.
 func NameWithUser(h holders.Holder, trunc bool) string {
 	var notes []string
 	if h.User != "" {
@@ -216,6 +218,9 @@ func NameWithUser(h holders.Holder, trunc bool) string {
 	}
 	if h.Stale {
 		notes = append(notes, "stale")
+	}
+	if h.OtherDaemon {
+		notes = append(notes, "another daemon")
 	}
 	if len(notes) == 0 {
 		return HolderName(h, trunc)

@@ -58,6 +58,7 @@ type holderJSON struct {
 	ByReservation bool       `json:"by_reservation"`
 	Since         *time.Time `json:"since"`
 	Stale         bool       `json:"stale"`
+	OtherDaemon   bool       `json:"other_daemon"`
 }
 
 // ifKnown returns &v, or nil when the query q failed.
@@ -101,7 +102,7 @@ func newAssessmentJSON(s Assessment) assessmentJSON {
 		j.Holders = append(j.Holders, holderJSON{
 			ContainerID: h.ContainerID, ContainerName: h.ContainerName, User: h.User,
 			PIDs: append([]int{}, h.PIDs...), ByProcess: h.ByProcess, ByReservation: h.ByReservation,
-			Since: ifSet(h.Since), Stale: h.Stale,
+			Since: ifSet(h.Since), Stale: h.Stale, OtherDaemon: h.OtherDaemon,
 		})
 	}
 	if l := s.Lease; l != nil {

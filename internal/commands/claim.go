@@ -40,7 +40,7 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req reques
 	}
 	cache := holders.OpenFileCache(deps.CachePath)
 	defer func() { _ = cache.Save() }()
-	a := newAllocator(dockerCLI, deps, cache, host.Daemon.DefaultRuntime)
+	a := newAllocator(dockerCLI, deps, cache, host.Daemon)
 	ask := alloc.Request{Count: req.GPUs.Auto, Thresholds: req.Thresholds, Wait: req.Wait.Enabled}
 	if req.DryRun {
 		devices, err := a.Peek(ctx, ask)
@@ -56,6 +56,21 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req reques
 	return request.Claimed{UUIDs: c.UUIDs(), Token: c.Token}, c, nil
 }
 
+// settleGrant names, in the claim's grant, the container that now holds its
+// GPUs, or removes the grant when none does (it exited, or never existed).
+func settleGrant(ctx context.Context, dockerCLI command.Cli, deps Deps, claim *alloc.Claim, token string) {
+	if claim == nil {
+		return
+	}
+	c, found, err := holders.ClaimedContainer(context.WithoutCancel(ctx), deps.API(dockerCLI), token)
+	if err == nil {
+		err = claim.Settle(c.ID, found && holders.Live(c.State))
+	}
+	if err != nil {
+		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v; users of the host's other Docker daemons may not see this container's GPUs as held\n", err)
+	}
+}
+
 // removeUnstarted removes the container of a run that failed before its
 // container started, and says so: it exists only for this run, and would
 // hold its GPUs for nothing. docker's own error and exit status stand.
@@ -69,20 +84,23 @@ func removeUnstarted(ctx context.Context, dockerCLI command.Cli, deps Deps, toke
 	}
 }
 
-// finder is the holders.Finder of `gpus` and `--gpus auto` alike.
-func (d Deps) finder(api DockerAPI, cache *holders.FileCache, defaultRuntime string) holders.Finder {
+// finder is the holders.Finder of `gpus` and `--gpus auto` alike, for the
+// daemon with defaultRuntime and ID daemonID.
+func (d Deps) finder(api DockerAPI, cache *holders.FileCache, defaultRuntime, daemonID string) holders.Finder {
 	f := holders.NewFinder(api, d.ProcRoot, cache, defaultRuntime)
 	f.Now, f.StaleAfter = d.Now, d.LeaseTTL
+	f.StateDir, f.DaemonID = d.StateDir, daemonID
 	return f
 }
 
 // newAllocator returns the GPU allocator for dockerCLI's daemon, which is on
-// this host; defaultRuntime (the daemon's) decides whether a container's
-// NVIDIA_VISIBLE_DEVICES gives it GPUs.
-func newAllocator(dockerCLI command.Cli, deps Deps, cache *holders.FileCache, defaultRuntime string) *alloc.Allocator {
+// this host; its default runtime decides whether a container's
+// NVIDIA_VISIBLE_DEVICES gives it GPUs, its ID which grants are another
+// daemon's.
+func newAllocator(dockerCLI command.Cli, deps Deps, cache *holders.FileCache, daemon preflight.DaemonInfo) *alloc.Allocator {
 	return &alloc.Allocator{
 		NVML:     deps.NVML,
-		Holders:  deps.finder(deps.API(dockerCLI), cache, defaultRuntime),
+		Holders:  deps.finder(deps.API(dockerCLI), cache, daemon.DefaultRuntime, daemon.Key),
 		StateDir: deps.StateDir,
 		LeaseTTL: deps.LeaseTTL,
 		Now:      deps.Now,

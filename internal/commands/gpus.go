@@ -78,7 +78,8 @@ func assessGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, inv gpus.
 	// holders, the anchors).
 	cache := holders.OpenFileCache(deps.CachePath)
 	defer func() { _ = cache.Save() }()
-	finder := deps.finder(api, cache, holders.DefaultRuntime(ctx, api))
+	defaultRuntime, daemonID := holders.DaemonOf(ctx, api)
+	finder := deps.finder(api, cache, defaultRuntime, daemonID)
 	held, err := finder.Find(ctx, inv)
 	var seeErr error
 	if err != nil {

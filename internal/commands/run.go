@@ -201,10 +201,14 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 	if err := claim.Check(); err != nil {
 		return err
 	}
+	if err := claim.Grant(host.Daemon.Key, name); err != nil {
+		return err
+	}
 	err = st.exec(ctx, name, args)
 	if err != nil && name == "run" && claimed.Token != "" {
 		removeUnstarted(ctx, dockerCLI, deps, claimed.Token)
 	}
+	settleGrant(ctx, dockerCLI, deps, claim, claimed.Token)
 	return err
 }
 

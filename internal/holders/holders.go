@@ -12,6 +12,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -45,6 +46,9 @@ type Holder struct {
 	// Stale: a container that `run` created and never started, past the
 	// lease time; it reserves nothing (see Container.Stale).
 	Stale bool
+	// OtherDaemon: a container of another Docker daemon on this host, known
+	// by its grant (see ledger.Grant).
+	OtherDaemon bool
 }
 
 // Holdings is who holds each GPU of an inventory.
@@ -111,6 +115,11 @@ type Finder struct {
 	// Now never finds one.
 	Now        func() time.Time
 	StaleAfter time.Duration
+	// StateDir holds the grants of every daemon on this host (see
+	// ledger.Grant); "" reads none. DaemonID is the ID of the daemon API
+	// talks to: grants of other daemons hold GPUs its listing cannot see.
+	StateDir string
+	DaemonID string
 }
 
 // NewFinder returns the Finder that both `docker perceptron gpus` and
@@ -130,14 +139,15 @@ type InfoAPI interface {
 	Info(ctx context.Context, options client.InfoOptions) (client.SystemInfoResult, error)
 }
 
-// DefaultRuntime returns the daemon's default runtime ("runc", "nvidia"),
-// for Finder.DefaultRuntime; "" when docker info fails.
-func DefaultRuntime(ctx context.Context, api InfoAPI) string {
+// DaemonOf returns the daemon's default runtime ("runc", "nvidia") and key
+// (ledger.DaemonKey), for Finder.DefaultRuntime and Finder.DaemonID; ""
+// when docker info fails.
+func DaemonOf(ctx context.Context, api InfoAPI) (defaultRuntime, id string) {
 	res, err := api.Info(ctx, client.InfoOptions{})
 	if err != nil {
-		return ""
+		return "", ""
 	}
-	return res.Info.DefaultRuntime
+	return res.Info.DefaultRuntime, ledger.DaemonKey(res.Info.ID, res.Info.DockerRootDir)
 }
 
 // liveStates are the container states that hold GPUs: a created container
@@ -161,6 +171,8 @@ type Container struct {
 	// run was killed or its daemon restarted) longer than a lease ago. It
 	// holds nothing; it is shown, so that its owner removes it.
 	Stale bool
+	// OtherDaemon: a container of another daemon, known by its grant.
+	OtherDaemon bool
 }
 
 // Proc is a GPU process: the container it runs in ("" outside containers)
@@ -180,6 +192,13 @@ func (f Finder) Find(ctx context.Context, inv gpus.Inventory) (Holdings, error) 
 		if live, err = f.liveContainers(ctx); err != nil {
 			return Holdings{}, err
 		}
+	}
+	if f.StateDir != "" {
+		others, err := f.grantHolders(live)
+		if err != nil {
+			return Holdings{}, err
+		}
+		maps.Copy(live, others)
 	}
 	return Attribute(inv, live, f.processes(inv), f.DefaultRuntime), nil
 }
@@ -291,7 +310,7 @@ func Attribute(inv gpus.Inventory, live map[string]Container, procs map[int]Proc
 		for _, id := range reservedBy[d.Index] {
 			c := live[id]
 			g.holder(id, func() Holder {
-				return Holder{ContainerID: id, ContainerName: c.Name, User: c.Reservation.User, Since: c.Created, Stale: c.Stale}
+				return Holder{ContainerID: id, ContainerName: c.Name, User: c.Reservation.User, Since: c.Created, Stale: c.Stale, OtherDaemon: c.OtherDaemon}
 			}).ByReservation = true
 		}
 		h.Reserved[d.Index] = reserved(d.Index)

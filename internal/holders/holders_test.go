@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,10 +16,12 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 	"github.com/perceptron/docker-perceptron/internal/labels"
+	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
 // loadFake reads the inventory of fake GPUs.
@@ -296,4 +299,40 @@ func TestFindStale(t *testing.T) {
 			assert.Check(t, h.Since.Equal(time.Unix(now.Add(-tc.age).Unix(), 0)), "%v", h.Since)
 		})
 	}
+}
+
+// Grants of another daemon hold GPUs its listing cannot show: while their
+// run lives, while their container has a process here, and for `create`
+// until their owner removes them. This daemon's own grants are pruned by
+// their owner once their container no longer holds.
+func TestFindGrants(t *testing.T) {
+	inv := loadFake(t, gpustest.FourH100())
+	gpu := func(i int) []string { return []string{inv.Devices[i].UUID} }
+	other, gone := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	proc := t.TempDir()
+	writeProc(t, proc, 4000, other, 0) // a process of the other daemon's container
+	state := filepath.Join(t.TempDir(), "state")
+	write := func(token string, uuids []string, daemon, ctr, command string, alive bool) {
+		g := ledger.NewGrant(token, uuids, daemon, command)
+		g.ContainerID = ctr
+		if !alive {
+			g.Start++ // not this process: its run is over
+		}
+		assert.NilError(t, ledger.WriteGrant(state, g))
+	}
+	write("CREATING", gpu(0), "other", "", "run", true)
+	write("RUNNING", gpu(1), "other", other, "run", false)
+	write("EXITED", gpu(2), "other", gone, "run", false)
+	write("CREATED", gpu(3), "other", gone, "create", false)
+	write("MINEGONE", gpu(2), "this", gone, "run", false)
+
+	f := Finder{API: &fakeDocker{}, ProcRoot: proc, StateDir: state, DaemonID: "this"}
+	got, err := f.Find(t.Context(), inv)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, got.Reserved, map[int]bool{0: true, 1: true, 2: false, 3: true})
+	assert.Check(t, slices.ContainsFunc(got.ByGPU[1], func(h Holder) bool { return h.OtherDaemon && h.ContainerID == other }), "%+v", got.ByGPU[1])
+	assert.Check(t, is.Equal(got.ByGPU[0][0].ContainerName, "a container being created"))
+	grants, err := ledger.Grants(state)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(grants, 4), "this daemon's grant of a container gone was not pruned")
 }

@@ -13,10 +13,13 @@ import (
 	"strings"
 
 	"github.com/moby/moby/client"
+	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
 // DaemonInfo is what the checks need to know about the docker daemon.
 type DaemonInfo struct {
+	// Key tells two daemons on one host apart (see ledger.DaemonKey).
+	Key             string
 	ServerVersion   string // "29.0.1"
 	APIVersion      string // negotiated on Ping, "1.52"
 	OperatingSystem string // "Ubuntu 24.04.3 LTS", "Docker Desktop"
@@ -76,6 +79,7 @@ func DaemonFacts(ctx context.Context, api API, dockerHost string) (DaemonInfo, e
 	}
 	info := res.Info
 	d := DaemonInfo{
+		Key:             ledger.DaemonKey(info.ID, info.DockerRootDir),
 		ServerVersion:   info.ServerVersion,
 		APIVersion:      ping.APIVersion,
 		OperatingSystem: info.OperatingSystem,
