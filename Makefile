@@ -8,7 +8,7 @@ UNIT_PKGS    = $(shell $(GO) list ./... | grep -v '/e2e$$')
 FAKENVML_PKGS = ./internal/commands/
 E2E_TIMEOUT ?= 30m
 
-.PHONY: all build install test unit e2e lint bench clean
+.PHONY: all build install test unit e2e lint bench clean fuzz
 
 all: build
 
@@ -28,6 +28,18 @@ install:
 test: lint
 	$(GO) test -race -count=1 -timeout $(E2E_TIMEOUT) ./...
 	$(GO) test -race -count=1 -tags fakenvml $(FAKENVML_PKGS)
+	$(MAKE) fuzz FUZZTIME=5s
+
+# The fuzz targets of what reads untrusted input: the --gpus parser, the
+# preset loader, the lease reader. Briefly in make test; longer by hand
+# (make fuzz FUZZTIME=5m). A failing input lands in testdata/fuzz: keep it.
+FUZZTIME ?= 30s
+FUZZ_TARGETS = FuzzParseGPUs:./internal/request FuzzLoad:./internal/presets FuzzReadLease:./internal/ledger
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t%%:*} $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t#*:}"; \
+	done
 
 unit:
 	$(GO) test -race $(UNIT_PKGS)
