@@ -1,8 +1,10 @@
 package presets
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -50,7 +52,9 @@ type Options struct {
 
 // Load reads the built-in presets and then each file in order; a later
 // definition of a name replaces an earlier one. A file that does not exist
-// is skipped; one that exists but cannot be read is an error.
+// is skipped; one that exists but cannot be read is an error, and so is one
+// larger than 1 MiB. It checks every preset's extends chain, in time linear
+// in the number of presets.
 func Load(builtin []byte, files []File, opts Options) (*Store, error) {
 	s := &Store{presets: map[string]*Preset{}}
 	if opts.Flags != nil {
@@ -63,23 +67,49 @@ func Load(builtin []byte, files []File, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("built-in presets: %w", err)
 	}
 	for _, f := range files {
-		data, err := os.ReadFile(f.Path)
+		data, err := readFile(f.Path)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading preset file: %w", err)
+			return nil, err
 		}
 		if err := s.parse(data, f, opts); err != nil {
 			return nil, err
 		}
 	}
-	for _, n := range s.Names() {
-		if _, err := s.expand(n, nil); err != nil {
-			return nil, err
-		}
+	if err := s.checkChains(); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// readFile reads the preset file at path, refusing one larger than
+// maxFileSize before reading it.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading preset file: %w", err)
+	}
+	defer f.Close()
+	tooLarge := func(size string) error {
+		return fmt.Errorf("%s: preset file is %s bytes; the limit is 1 MiB: remove the presets you do not use, or move them to a file of their own", path, size)
+	}
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > maxFileSize {
+		return nil, tooLarge(strconv.FormatInt(fi.Size(), 10))
+	}
+	// A file that grows, or is no regular file, is cut at the limit.
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading preset file: %w", err)
+	}
+	if len(data) > maxFileSize {
+		return nil, tooLarge(fmt.Sprintf("more than %d", maxFileSize))
+	}
+	return data, nil
 }
 
 func (s *Store) parse(data []byte, f File, opts Options) error {
@@ -89,12 +119,25 @@ func (s *Store) parse(data []byte, f File, opts Options) error {
 		}
 		return fmt.Sprintf("%s:%d", f.Path, line)
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	notYAML := func(err error) error {
+		err = parserError(err, "")
 		if f.Path == "" {
 			return fmt.Errorf("not valid YAML: %w", err)
 		}
 		return fmt.Errorf("%s: not valid YAML: %w", f.Path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc, next yaml.Node
+	if err := dec.Decode(&doc); err == io.EOF {
+		return nil // empty file
+	} else if err != nil {
+		return notYAML(err)
+	}
+	// A file is one document: presets after a "---" would be ignored.
+	if err := dec.Decode(&next); err == nil {
+		return fmt.Errorf("%s: a second YAML document starts here: a preset file is one document; remove this \"---\" line, or the presets after it", where(next.Line))
+	} else if err != io.EOF {
+		return notYAML(err)
 	}
 	if len(doc.Content) == 0 {
 		return nil // empty file
@@ -103,21 +146,26 @@ func (s *Store) parse(data []byte, f File, opts Options) error {
 	if root.Kind != yaml.MappingNode {
 		return fmt.Errorf("%s: expected a mapping of preset names to presets", where(root.Line))
 	}
+	defined := map[string]int{} // line of each preset name in this file
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		nameNode, body := root.Content[i], root.Content[i+1]
 		p := &Preset{Name: nameNode.Value, Source: f.Source, File: f.Path, Line: nameNode.Line}
 		if p.Name == "" || strings.ContainsAny(p.Name, " \t,") {
-			return fmt.Errorf("%s: invalid preset name %q: use letters, digits, '-', '_' or '.'", where(nameNode.Line), p.Name)
+			return fmt.Errorf("%s: invalid preset name %s: use letters, digits, '-', '_' or '.'", where(nameNode.Line), echo(p.Name))
 		}
+		if first, ok := defined[p.Name]; ok {
+			return fmt.Errorf("%s: preset %s is defined twice in this file (first at line %d): keep one of them, or rename one", where(nameNode.Line), echo(p.Name), first)
+		}
+		defined[p.Name] = nameNode.Line
 		if body.Kind != yaml.MappingNode {
-			return fmt.Errorf("%s: preset %q: expected a mapping of docker run options to values", where(body.Line), p.Name)
+			return fmt.Errorf("%s: preset %s: expected a mapping of docker run options to values", where(body.Line), echo(p.Name))
 		}
 		if err := p.parseBody(body, opts); err != nil {
 			var le *lineError
 			if errors.As(err, &le) {
-				return fmt.Errorf("%s: preset %q: %w", where(le.line), p.Name, le.err)
+				return fmt.Errorf("%s: preset %s: %w", where(le.line), echo(p.Name), le.err)
 			}
-			return fmt.Errorf("%s: preset %q: %w", where(body.Line), p.Name, err)
+			return fmt.Errorf("%s: preset %s: %w", where(body.Line), echo(p.Name), err)
 		}
 		s.presets[p.Name] = p
 	}
@@ -141,9 +189,33 @@ func (p *Preset) parseBody(body *yaml.Node, opts Options) error {
 	if opts.Flags != nil {
 		flags = opts.Flags()
 	}
+	// Each option once: a repeatable one takes a list, and YAML keeps one
+	// of two values of a key.
+	type use struct {
+		key  string
+		line int
+	}
+	given := map[string]use{} // by canonical option name
 	for i := 0; i+1 < len(body.Content); i += 2 {
 		keyNode, val := body.Content[i], body.Content[i+1]
 		key := keyNode.Value
+		name := key
+		switch key {
+		case "training", "description", "extends":
+		default:
+			name = Canonical(flagName(flags, key))
+		}
+		if first, ok := given[name]; ok {
+			hint := "give it once"
+			if Repeatable(name) {
+				hint += ", its values as a list"
+			}
+			if first.key == key {
+				return fail(keyNode, "%s is given twice (first at line %d): %s", bare(key), first.line, hint)
+			}
+			return fail(keyNode, "%s is given twice, as %s here and as %s at line %d: %s", bare(name), bare(key), bare(first.key), first.line, hint)
+		}
+		given[name] = use{key: key, line: keyNode.Line}
 		switch key {
 		case "training":
 			b, err := strconv.ParseBool(val.Value)
@@ -163,9 +235,13 @@ func (p *Preset) parseBody(body *yaml.Node, opts Options) error {
 			}
 			continue
 		}
-		key = Canonical(flagName(flags, key))
+		key = name
 		values, err := scalarValues(key, val)
 		if err != nil {
+			var le *lineError
+			if errors.As(err, &le) {
+				return err
+			}
 			return &lineError{line: val.Line, err: err}
 		}
 		for _, v := range values {
@@ -194,23 +270,28 @@ func scalarValues(key string, n *yaml.Node) ([]*yaml.Node, error) {
 		return []*yaml.Node{n}, nil
 	case yaml.SequenceNode:
 		if !Repeatable(key) {
-			return nil, fmt.Errorf("%s takes one value, not a list", key)
+			return nil, fmt.Errorf("%s takes one value, not a list", bare(key))
 		}
 		for _, item := range n.Content {
 			if item.Kind != yaml.ScalarNode {
-				return nil, fmt.Errorf("%s: list items must be strings", key)
+				return nil, fmt.Errorf("%s: list items must be strings", bare(key))
 			}
 		}
 		return n.Content, nil
 	case yaml.MappingNode:
 		if !mapValued[Canonical(key)] {
-			return nil, fmt.Errorf("%s takes a value or a list, not a mapping", key)
+			return nil, fmt.Errorf("%s takes a value or a list, not a mapping", bare(key))
 		}
 		var out []*yaml.Node
+		given := map[string]int{} // line of each key
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
+			if first, ok := given[k.Value]; ok {
+				return nil, &lineError{line: k.Line, err: fmt.Errorf("%s: %s is given twice (first at line %d): give it once", bare(key), bare(k.Value), first)}
+			}
+			given[k.Value] = k.Line
 			if v.Kind != yaml.ScalarNode {
-				return nil, fmt.Errorf("%s: value of %s must be a string", key, k.Value)
+				return nil, fmt.Errorf("%s: value of %s must be a string", bare(key), bare(k.Value))
 			}
 			kv := k.Value
 			if v.Tag != "!!null" {
@@ -220,7 +301,7 @@ func scalarValues(key string, n *yaml.Node) ([]*yaml.Node, error) {
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("%s: unsupported value", key)
+	return nil, fmt.Errorf("%s: unsupported value", bare(key))
 }
 
 // flagName returns the long name of the option key, which may be a
@@ -238,7 +319,7 @@ func checkSetting(flags *pflag.FlagSet, special func(string, string) (bool, erro
 	if special != nil {
 		handled, err := special(key, value)
 		if handled || err != nil {
-			return err
+			return parserError(err, value)
 		}
 	}
 	if flags == nil {
@@ -250,12 +331,12 @@ func checkSetting(flags *pflag.FlagSet, special func(string, string) (bool, erro
 			return fmt.Errorf("%s cannot be set in a preset: give it on the command line", key)
 		}
 		if s := suggest(flags, key); s != "" {
-			return fmt.Errorf("unknown docker run option %q: did you mean %q?", key, s)
+			return fmt.Errorf("unknown docker run option %s: did you mean %q?", echo(key), s)
 		}
-		return fmt.Errorf("unknown docker run option %q (see 'docker run --help' for the option names)", key)
+		return fmt.Errorf("unknown docker run option %s (see 'docker run --help' for the option names)", echo(key))
 	}
 	if err := f.Value.Set(value); err != nil {
-		return fmt.Errorf("invalid value %q for %s: %w", value, key, err)
+		return fmt.Errorf("invalid value %s for %s: %w", echo(value), key, parserError(err, value))
 	}
 	return nil
 }
@@ -263,6 +344,11 @@ func checkSetting(flags *pflag.FlagSet, special func(string, string) (bool, erro
 // suggest returns the option name closest to key, or "" when none is close.
 func suggest(flags *pflag.FlagSet, key string) string {
 	norm := strings.ToLower(strings.ReplaceAll(strings.TrimLeft(key, "-"), "_", "-"))
+	// No option name is within reach of a longer key (see the distance
+	// bound below), and the distance takes time in its length.
+	if len(norm) > 64 {
+		return ""
+	}
 	type cand struct {
 		name string
 		d    int

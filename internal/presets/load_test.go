@@ -184,6 +184,62 @@ func TestLoadErrors(t *testing.T) {
 			text: "- a\n",
 			want: `FILE:1: expected a mapping of preset names to presets`,
 		},
+		{
+			name: "preset defined twice in a file",
+			text: "a:\n  rm: true\nb:\n  rm: true\na:\n  shm-size: 1g\n",
+			want: `FILE:5: preset "a" is defined twice in this file (first at line 1): keep one of them, or rename one`,
+		},
+		{
+			name: "option given twice",
+			text: "a:\n  shm-size: 1g\n  rm: true\n  shm-size: 2g\n",
+			want: `FILE:4: preset "a": shm-size is given twice (first at line 2): give it once`,
+		},
+		{
+			name: "repeatable option given twice",
+			text: "a:\n  ulimit: [memlock=-1]\n  ulimit: [stack=67108864]\n",
+			want: `FILE:3: preset "a": ulimit is given twice (first at line 2): give it once, its values as a list`,
+		},
+		{
+			name: "option given twice, by its shorthand",
+			text: "a:\n  publish: [\"8000\"]\n  p: [\"6006\"]\n",
+			want: `FILE:3: preset "a": publish is given twice, as p here and as publish at line 2: give it once, its values as a list`,
+		},
+		{
+			name: "option given twice, by its alias",
+			text: "a:\n  net: host\n  network: none\n",
+			want: `FILE:3: preset "a": network is given twice, as network here and as net at line 2: give it once, its values as a list`,
+		},
+		{
+			name: "extends given twice",
+			text: "a:\n  extends: tf-train\n  description: x\n  extends: jupyter\n",
+			want: `FILE:4: preset "a": extends is given twice (first at line 2): give it once`,
+		},
+		{
+			name: "key given twice in a mapping value",
+			text: "a:\n  env:\n    A: 1\n    B: 2\n    A: 3\n",
+			want: `FILE:5: preset "a": env: A is given twice (first at line 3): give it once`,
+		},
+		{
+			name: "second document",
+			text: "a:\n  rm: true\n---\nb:\n  rm: true\n",
+			want: `FILE:3: a second YAML document starts here: a preset file is one document; remove this "---" line, or the presets after it`,
+		},
+		{
+			name: "empty second document",
+			text: "---\na:\n  rm: true\n---\n",
+			want: `FILE:4: a second YAML document starts here: a preset file is one document; remove this "---" line, or the presets after it`,
+		},
+		{
+			name: "second document not YAML",
+			text: "a:\n  rm: true\n---\nb: [\n",
+			want: `FILE: not valid YAML: yaml: line 4: did not find expected node content`,
+		},
+		{
+			name: "long extends cycle",
+			text: "a:\n  extends: b\nb:\n  extends: c\nc:\n  extends: d\nd:\n  extends: e\ne:\n  extends: f\n" +
+				"f:\n  extends: g\ng:\n  extends: h\nh:\n  extends: i\ni:\n  extends: j\nj:\n  extends: a\n",
+			want: `FILE:1: preset "a": extends cycle: a -> b -> c -> d -> … (3 more) -> h -> i -> j -> a`,
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -197,6 +253,21 @@ func TestLoadErrors(t *testing.T) {
 			assert.ErrorContains(t, err, want)
 		})
 	}
+}
+
+// A file may mark its one document; the same preset in the site's file and
+// the user's is the user's.
+func TestLoadOneDocument(t *testing.T) {
+	system := writeFile(t, "system.yaml", "---\na:\n  shm-size: 1g\n...\n")
+	user := writeFile(t, "user.yaml", "# mine\n---\na:\n  shm-size: 2g\n  env: {A: 1, B: 2}\n")
+	store, err := presets.Load(presets.Builtin, []presets.File{
+		{Path: system, Source: presets.SourceSystem},
+		{Path: user, Source: presets.SourceUser},
+	}, presets.Options{Flags: runFlags(t), Special: special})
+	assert.NilError(t, err)
+	got, err := store.Expand("a")
+	assert.NilError(t, err)
+	assert.DeepEqual(t, presets.Args(got), []string{"--shm-size", "2g", "--env", "A=1", "--env", "B=2"})
 }
 
 func TestLoadUnreadableFile(t *testing.T) {

@@ -47,6 +47,74 @@ func Merge(base, over []Setting) []Setting {
 	return append(out, over...)
 }
 
+// mergeChain returns Merge(...Merge(Merge(levels[0], levels[1]), levels[2])...,
+// levels[n-1]), in time linear in the settings rather than in their number
+// times the levels. Merge drops a setting of base for what over holds, never
+// for base's other settings; so a setting of levels[i] is kept when no later
+// level drops it, and what the later levels drop can be gathered walking
+// back from the last.
+func mergeChain(levels [][]Setting) []Setting {
+	later := overSet{keys: map[string]bool{}, flags: map[string]bool{}, superseded: map[string]bool{}}
+	kept := make([][]Setting, len(levels))
+	total := 0
+	for i := len(levels) - 1; i >= 0; i-- {
+		for _, s := range levels[i] {
+			if !later.drops(s) {
+				kept[i] = append(kept[i], s)
+			}
+		}
+		total += len(kept[i])
+		later.add(levels[i])
+	}
+	out := make([]Setting, 0, total)
+	for _, k := range kept {
+		out = append(out, k...)
+	}
+	return out
+}
+
+// overSet is what the over lists of several merges drop together.
+type overSet struct {
+	keys       map[string]bool // keys of keyed options
+	flags      map[string]bool // canonical option names
+	superseded map[string]bool // option names made meaningless (see supersededBy)
+}
+
+// add gathers what Merge(_, over) drops.
+func (o *overSet) add(over []Setting) {
+	// supersededBy reads the last value of these in over.
+	last := map[string]string{}
+	for _, s := range over {
+		name := Canonical(s.Flag)
+		o.flags[name] = true
+		if k, ok := Key(name, s.Value); ok {
+			o.keys[k] = true
+		}
+		switch name {
+		case "ipc", "restart", "network":
+			last[name] = s.Value
+		}
+	}
+	for _, name := range []string{"shm-size", "rm", "publish", "publish-all"} {
+		if supersededBy(name, last) {
+			o.superseded[name] = true
+		}
+	}
+}
+
+// drops reports whether one of the merges that o gathers drops s, by the
+// rules of Merge's dropped.
+func (o *overSet) drops(s Setting) bool {
+	name := Canonical(s.Flag)
+	if o.superseded[name] {
+		return true
+	}
+	if k, ok := Key(name, s.Value); ok {
+		return o.keys[k]
+	}
+	return o.flags[name] && (!Repeatable(name) || replacedWhole[name])
+}
+
 // replacedWhole are repeatable options that the user gives as a whole: a
 // user's --network replaces all of a preset's networks.
 var replacedWhole = map[string]bool{"network": true}

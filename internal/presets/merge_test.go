@@ -1,6 +1,7 @@
 package presets
 
 import (
+	"math/rand/v2"
 	"testing"
 
 	"gotest.tools/v3/assert"
@@ -128,6 +129,41 @@ func TestMerge(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.DeepEqual(t, Merge(tc.base, tc.over), tc.want)
 		})
+	}
+}
+
+// mergeChain is Merge folded over the levels of an extends chain.
+func TestMergeChain(t *testing.T) {
+	// Settings that every rule of Merge applies to.
+	pool := []Setting{
+		s("shm-size", "1g"), s("shm-size", "2g"), s("rm", "true"), s("rm", "false"),
+		s("ipc", "host"), s("ipc", "private"), s("ipc", "shareable"), s("ipc", ""),
+		s("restart", "no"), s("restart", "always"), s("restart", ""),
+		s("network", "host"), s("net", "bridge"), s("network", "none"),
+		s("publish", "8000"), s("publish", "127.0.0.1:18000:8000"), s("publish", "6006/udp"), s("publish-all", "true"),
+		s("env", "A=1"), s("env", "A=2"), s("env", "B"), s("label", "A=1"),
+		s("ulimit", "memlock=-1"), s("ulimit", "memlock=0"), s("ulimit", "stack=1"),
+		s("volume", "/x:/data"), s("mount", "type=bind,src=/y,dst=/data"), s("tmpfs", "/data"),
+		s("cap-add", "SYS_PTRACE"), s("dns", "1.1.1.1"), s("gpus", "all"), s("gpus", "auto:2"),
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		levels := make([][]Setting, rng.IntN(6))
+		for i := range levels {
+			for range rng.IntN(5) {
+				levels[i] = append(levels[i], pool[rng.IntN(len(pool))])
+			}
+		}
+		var want []Setting
+		for _, l := range levels {
+			want = Merge(want, l)
+		}
+		got := mergeChain(levels)
+		if len(want) == 0 {
+			assert.Check(t, is.Len(got, 0), "%v", levels)
+			continue
+		}
+		assert.Check(t, is.DeepEqual(got, want), "%v", levels)
 	}
 }
 

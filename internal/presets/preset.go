@@ -5,11 +5,8 @@
 package presets
 
 import (
-	"errors"
 	"fmt"
-	"slices"
 	"sort"
-	"strings"
 )
 
 // Source tells where a preset was defined.
@@ -51,7 +48,7 @@ func (p *Preset) Where() string {
 	if p.File == "" {
 		return "built-in preset " + p.Name
 	}
-	return fmt.Sprintf("%s:%d: preset %q", p.File, p.Line, p.Name)
+	return fmt.Sprintf("%s:%d: preset %s", p.File, p.Line, echo(p.Name))
 }
 
 // Store is the set of known presets.
@@ -85,7 +82,7 @@ type UnknownPresetError struct {
 }
 
 func (e *UnknownPresetError) Error() string {
-	return fmt.Sprintf("unknown preset %q: known presets are %s (see 'docker perceptron presets ls')", e.Name, strings.Join(e.Known, ", "))
+	return fmt.Sprintf("unknown preset %s: known presets are %s (see 'docker perceptron presets ls')", echo(e.Name), knownList(e.Known))
 }
 
 // Get returns the preset called name.
@@ -99,15 +96,19 @@ func (s *Store) Get(name string) (*Preset, error) {
 
 // Expand returns the settings of the named presets, in order, each preset's
 // "extends" chain first. Later settings override earlier ones by the rules
-// of Merge.
+// of Merge. It takes time linear in the settings of the chains.
 func (s *Store) Expand(names ...string) ([]Setting, error) {
 	var out []Setting
 	for _, name := range names {
-		settings, err := s.expand(name, nil)
+		chain, err := s.chain(name)
 		if err != nil {
 			return nil, err
 		}
-		out = Merge(out, settings)
+		levels := make([][]Setting, len(chain))
+		for i, p := range chain {
+			levels[len(chain)-1-i] = p.Settings
+		}
+		out = Merge(out, mergeChain(levels))
 	}
 	return out, nil
 }
@@ -116,38 +117,108 @@ func (s *Store) Expand(names ...string) ([]Setting, error) {
 // its own "training" key, else the nearest one up its extends chain.
 func (s *Store) Training(names ...string) bool {
 	for _, name := range names {
-		seen := map[string]bool{}
-		for p, err := s.Get(name); err == nil && !seen[p.Name]; p, err = s.Get(p.Extends) {
-			seen[p.Name] = true
+		p, ok := s.presets[name]
+		// Load refused cycles; the bound is for a store it did not check.
+		for steps := 0; ok && steps <= len(s.presets); steps++ {
 			if p.Training != nil {
 				if *p.Training {
 					return true
 				}
 				break
 			}
+			p, ok = s.presets[p.Extends]
 		}
 	}
 	return false
 }
 
-func (s *Store) expand(name string, seen []string) ([]Setting, error) {
+// chain returns the preset called name and those it extends, nearest
+// first.
+func (s *Store) chain(name string) ([]*Preset, error) {
 	p, err := s.Get(name)
 	if err != nil {
 		return nil, err
 	}
-	if slices.Contains(seen, name) {
-		return nil, fmt.Errorf("%s: extends cycle: %s -> %s", p.Where(), strings.Join(seen, " -> "), name)
-	}
-	if p.Extends == "" {
-		return p.Settings, nil
-	}
-	base, err := s.expand(p.Extends, append(seen, name))
-	if err != nil {
-		var unknown *UnknownPresetError
-		if errors.As(err, &unknown) && unknown.Name == p.Extends {
-			return nil, fmt.Errorf("%s: extends unknown preset %q (known: %s)", p.Where(), p.Extends, strings.Join(unknown.Known, ", "))
+	chain := []*Preset{p}
+	for p.Extends != "" {
+		parent, ok := s.presets[p.Extends]
+		if !ok {
+			return nil, s.unknownParent(p)
 		}
-		return nil, err
+		if len(chain) == maxExtendsDepth {
+			// Load refused longer chains and cycles; a store it did not
+			// check gets its message.
+			if err := s.checkChains(); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%s: extends chain is longer than %d presets", chain[0].Where(), maxExtendsDepth)
+		}
+		chain = append(chain, parent)
+		p = parent
 	}
-	return Merge(base, p.Settings), nil
+	return chain, nil
+}
+
+// checkChains checks every preset's extends chain: it ends, within
+// maxExtendsDepth presets, in a preset that extends none. Each preset is
+// walked once (a depth-first search with three colours), so it takes time
+// linear in the number of presets.
+func (s *Store) checkChains() error {
+	const (
+		unseen = iota
+		onPath // on the chain being walked
+		done   // checked: its depth and root are known
+	)
+	state := make(map[string]int, len(s.presets))
+	depth := make(map[string]int, len(s.presets))
+	root := make(map[string]string, len(s.presets))
+	for _, name := range s.Names() {
+		var path []*Preset
+		d, r := 0, ""
+		for cur := name; ; {
+			p, ok := s.presets[cur]
+			if !ok {
+				return s.unknownParent(path[len(path)-1])
+			}
+			if state[cur] == done {
+				d, r = depth[cur], root[cur]
+				break
+			}
+			if state[cur] == onPath {
+				names := make([]string, 0, len(path)+1)
+				for _, q := range path {
+					names = append(names, q.Name)
+				}
+				return fmt.Errorf("%s: extends cycle: %s", p.Where(), chainText(append(names, cur)))
+			}
+			state[cur] = onPath
+			path = append(path, p)
+			if p.Extends == "" {
+				r = cur
+				break
+			}
+			cur = p.Extends
+		}
+		for i := len(path) - 1; i >= 0; i-- {
+			p := path[i]
+			d++
+			if d > maxExtendsDepth {
+				return tooDeep(p, r)
+			}
+			state[p.Name], depth[p.Name], root[p.Name] = done, d, r
+		}
+	}
+	return nil
+}
+
+// unknownParent is the error for preset p, which extends no known preset.
+func (s *Store) unknownParent(p *Preset) error {
+	return fmt.Errorf("%s: extends unknown preset %s (known: %s)", p.Where(), echo(p.Extends), knownList(s.Names()))
+}
+
+// tooDeep is the error for preset p, whose extends chain down to root is
+// longer than maxExtendsDepth.
+func tooDeep(p *Preset, root string) error {
+	return fmt.Errorf("%s: extends chain %s is %d presets long; the limit is %d: shorten it, repeating a few settings instead of extending",
+		p.Where(), chainText([]string{p.Name, p.Extends, "…", root}), maxExtendsDepth+1, maxExtendsDepth)
 }
