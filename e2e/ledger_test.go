@@ -521,3 +521,20 @@ func TestLedgerTwoDaemons(t *testing.T) {
 	// Gone on the first daemon: free on the second.
 	e2.MustDocker("perceptron", "run", "-d", "--gpus", "auto:2", testImage, "sleep", "600")
 }
+
+// TestLedgerLongExtendsChain: a 1000-long extends chain in the user's
+// presets is refused at once, with the limit, not after minutes.
+func TestLedgerLongExtendsChain(t *testing.T) {
+	e := newEnv(t)
+	var b strings.Builder
+	b.WriteString("p0:\n  shm-size: 1g\n")
+	for i := 1; i < 1000; i++ {
+		fmt.Fprintf(&b, "p%d:\n  extends: p%d\n", i, i-1)
+	}
+	writeUserPresets(t, e, b.String())
+	start := time.Now()
+	mustFail(t, e, 125, "the limit is 64", "perceptron", "presets", "ls")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %s", d)
+	}
+}
