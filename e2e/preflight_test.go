@@ -38,12 +38,13 @@ func TestPreflightWarnings(t *testing.T) {
 	e := newEnv(t)
 	e.FakeNVML = writeFakeNVML(t, sampleNVML(2))
 	// A shm below the preset's, and every GPU despite the choice.
-	args := []string{"perceptron", "create", "--preset", "tf-train", "--shm-size", "64m", "-e", "NVIDIA_VISIBLE_DEVICES=all"}
+	// (NVIDIA_VISIBLE_DEVICES next to --gpus auto is refused outright.)
+	args := []string{"perceptron", "create", "--preset", "tf-train", "--shm-size", "64m", "--privileged"}
 	r := e.Docker(append(args, testImage)...)
 	if r.ExitCode != 0 {
 		t.Fatalf("%s", r)
 	}
-	for _, want := range []string{"WARNING: --shm-size 64MiB is below the preset's 1GiB", "WARNING: NVIDIA_VISIBLE_DEVICES=all with a GPU choice"} {
+	for _, want := range []string{"WARNING: --shm-size 64MiB is below the preset's 1GiB", "WARNING: --privileged with a GPU choice"} {
 		if !strings.Contains(r.Stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.Stderr)
 		}
