@@ -181,75 +181,101 @@ func (e *lineError) Error() string { return e.err.Error() }
 
 func (e *lineError) Unwrap() error { return e.err }
 
-func (p *Preset) parseBody(body *yaml.Node, opts Options) error {
-	fail := func(n *yaml.Node, format string, args ...any) error {
-		return &lineError{line: n.Line, err: fmt.Errorf(format, args...)}
+func lineErr(n *yaml.Node, format string, args ...any) error {
+	return &lineError{line: n.Line, err: fmt.Errorf(format, args...)}
+}
+
+// keyUse is where an option was first given in a preset.
+type keyUse struct {
+	key  string
+	line int
+}
+
+// once refuses an option given twice in a preset, under one spelling or
+// two (a shorthand and its long name): a repeatable one takes a list, and
+// YAML keeps one of two values of a key.
+func once(given map[string]keyUse, name string, keyNode *yaml.Node) error {
+	key := keyNode.Value
+	first, ok := given[name]
+	if !ok {
+		given[name] = keyUse{key: key, line: keyNode.Line}
+		return nil
 	}
+	hint := "give it once"
+	if Repeatable(name) {
+		hint += ", its values as a list"
+	}
+	if first.key == key {
+		return lineErr(keyNode, "%s is given twice (first at line %d): %s", bare(key), first.line, hint)
+	}
+	return lineErr(keyNode, "%s is given twice, as %s here and as %s at line %d: %s", bare(name), bare(key), bare(first.key), first.line, hint)
+}
+
+func (p *Preset) parseBody(body *yaml.Node, opts Options) error {
 	var flags *pflag.FlagSet
 	if opts.Flags != nil {
 		flags = opts.Flags()
 	}
-	// Each option once: a repeatable one takes a list, and YAML keeps one
-	// of two values of a key.
-	type use struct {
-		key  string
-		line int
-	}
-	given := map[string]use{} // by canonical option name
+	given := map[string]keyUse{} // by canonical option name
 	for i := 0; i+1 < len(body.Content); i += 2 {
 		keyNode, val := body.Content[i], body.Content[i+1]
-		key := keyNode.Value
-		name := key
-		switch key {
-		case "training", "description", "extends":
-		default:
-			name = Canonical(flagName(flags, key))
+		name := keyNode.Value
+		own := name == "training" || name == "description" || name == "extends"
+		if !own {
+			name = Canonical(flagName(flags, name))
 		}
-		if first, ok := given[name]; ok {
-			hint := "give it once"
-			if Repeatable(name) {
-				hint += ", its values as a list"
-			}
-			if first.key == key {
-				return fail(keyNode, "%s is given twice (first at line %d): %s", bare(key), first.line, hint)
-			}
-			return fail(keyNode, "%s is given twice, as %s here and as %s at line %d: %s", bare(name), bare(key), bare(first.key), first.line, hint)
+		if err := once(given, name, keyNode); err != nil {
+			return err
 		}
-		given[name] = use{key: key, line: keyNode.Line}
-		switch key {
-		case "training":
-			b, err := strconv.ParseBool(val.Value)
-			if val.Kind != yaml.ScalarNode || err != nil {
-				return fail(val, "training must be true or false")
-			}
-			p.Training = &b
-			continue
-		case "description", "extends":
-			if val.Kind != yaml.ScalarNode {
-				return fail(val, "%s must be a string", key)
-			}
-			if key == "description" {
-				p.Description = val.Value
-			} else {
-				p.Extends = val.Value
-			}
-			continue
+		var err error
+		if own {
+			err = p.setOwn(name, val)
+		} else {
+			err = p.addSetting(name, val, flags, opts.Special)
 		}
-		key = name
-		values, err := scalarValues(key, val)
 		if err != nil {
-			var le *lineError
-			if errors.As(err, &le) {
-				return err
-			}
-			return &lineError{line: val.Line, err: err}
+			return err
 		}
-		for _, v := range values {
-			if err := checkSetting(flags, opts.Special, key, v.Value); err != nil {
-				return fail(v, "%w", err)
-			}
-			p.Settings = append(p.Settings, Setting{Flag: key, Value: v.Value, Line: v.Line})
+	}
+	return nil
+}
+
+// setOwn reads a preset's own key: training, description, extends.
+func (p *Preset) setOwn(key string, val *yaml.Node) error {
+	if key == "training" {
+		b, err := strconv.ParseBool(val.Value)
+		if val.Kind != yaml.ScalarNode || err != nil {
+			return lineErr(val, "training must be true or false")
 		}
+		p.Training = &b
+		return nil
+	}
+	if val.Kind != yaml.ScalarNode {
+		return lineErr(val, "%s must be a string", key)
+	}
+	if key == "description" {
+		p.Description = val.Value
+	} else {
+		p.Extends = val.Value
+	}
+	return nil
+}
+
+// addSetting checks and adds the values of docker run option key.
+func (p *Preset) addSetting(key string, val *yaml.Node, flags *pflag.FlagSet, special func(flag, value string) (bool, error)) error {
+	values, err := scalarValues(key, val)
+	if err != nil {
+		var le *lineError
+		if errors.As(err, &le) {
+			return err
+		}
+		return &lineError{line: val.Line, err: err}
+	}
+	for _, v := range values {
+		if err := checkSetting(flags, special, key, v.Value); err != nil {
+			return lineErr(v, "%w", err)
+		}
+		p.Settings = append(p.Settings, Setting{Flag: key, Value: v.Value, Line: v.Line})
 	}
 	return nil
 }
