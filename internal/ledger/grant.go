@@ -82,15 +82,7 @@ func RemoveGrant(dir, token string) error {
 	if !validToken(token) {
 		return fmt.Errorf("invalid grant token %q", token)
 	}
-	d, err := openDir(dir, false)
-	if d == nil || err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := unix.Unlinkat(int(d.Fd()), grantName(token), 0); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("removing grant: %w", &os.PathError{Op: "remove", Path: dir + "/" + grantName(token), Err: err})
-	}
-	return nil
+	return removeFile(dir, grantName(token), "removing grant")
 }
 
 // Grants returns the well-formed grants in dir, each with its file's owner

@@ -3,7 +3,6 @@ package ledger
 import (
 	"cmp"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -177,15 +176,7 @@ func Release(dir, token string) error {
 	if !validToken(token) {
 		return fmt.Errorf("invalid lease token %q", token)
 	}
-	d, err := openDir(dir, false)
-	if d == nil || err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := unix.Unlinkat(int(d.Fd()), leaseName(token), 0); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("releasing lease: %w", &os.PathError{Op: "remove", Path: dir + "/" + leaseName(token), Err: err})
-	}
-	return nil
+	return removeFile(dir, leaseName(token), "releasing lease")
 }
 
 // Renew replaces lease l in dir with one that expires at expires. Call it

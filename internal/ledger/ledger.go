@@ -176,6 +176,20 @@ type fileMeta struct {
 	ctime time.Time // last change of content or inode: cannot be set by utimes
 }
 
+// removeFile removes name from dir (one already gone is no error); doing
+// says what for, in the error.
+func removeFile(dir, name, doing string) error {
+	d, err := openDir(dir, false)
+	if d == nil || err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Unlinkat(int(d.Fd()), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("%s: %w", doing, &os.PathError{Op: "remove", Path: dir + "/" + name, Err: err})
+	}
+	return nil
+}
+
 // readFile reads the regular file name in dir without following symlinks or
 // blocking on a FIFO, and returns its content, owner and ctime.
 func readFile(dir *os.File, name string) ([]byte, fileMeta, error) {

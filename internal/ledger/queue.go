@@ -133,15 +133,7 @@ func (t *Ticket) IsHead() (bool, error) {
 
 // Leave removes t from the queue; leaving twice is not an error.
 func (t *Ticket) Leave() error {
-	d, err := openDir(t.dir, false)
-	if d == nil || err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := unix.Unlinkat(int(d.Fd()), t.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("leaving the GPU queue: %w", &os.PathError{Op: "remove", Path: t.dir + "/" + t.name, Err: err})
-	}
-	return nil
+	return removeFile(t.dir, t.name, "leaving the GPU queue")
 }
 
 // ticketName pads the sequence so names sort in queue order in a listing.
