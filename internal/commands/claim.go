@@ -38,7 +38,7 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req reques
 	if req.GPUs.Auto == 0 {
 		return request.Claimed{}, nil, nil
 	}
-	cache := holders.OpenFileCache(deps.CachePath)
+	cache := holders.OpenFileCache(deps.CachePath, host.Daemon.Key)
 	defer func() { _ = cache.Save() }()
 	a := newAllocator(dockerCLI, deps, cache, host.Daemon)
 	ask := alloc.Request{Count: req.GPUs.Auto, Thresholds: req.Thresholds, Wait: req.Wait.Enabled}

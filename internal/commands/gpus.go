@@ -76,9 +76,9 @@ func assessGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, inv gpus.
 	// Shared with --gpus auto: each container is inspected once, and the
 	// cache's own listing keeps what --gpus auto relies on (stopped GPU
 	// holders, the anchors).
-	cache := holders.OpenFileCache(deps.CachePath)
-	defer func() { _ = cache.Save() }()
 	defaultRuntime, daemonID := holders.DaemonOf(ctx, api)
+	cache := holders.OpenFileCache(deps.CachePath, daemonID)
+	defer func() { _ = cache.Save() }()
 	finder := deps.finder(api, cache, defaultRuntime, daemonID)
 	held, err := finder.Find(ctx, inv)
 	var seeErr error

@@ -58,6 +58,10 @@ func (f *fakeContainerAPI) ContainerList(context.Context, client.ContainerListOp
 	return res, f.listErr
 }
 
+func (f *fakeContainerAPI) Events(context.Context, client.EventsListOptions) client.EventsResult {
+	return noEvents()
+}
+
 func (f *fakeContainerAPI) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
 	f.inspects.Add(1)
 	for _, c := range f.containers {
@@ -280,8 +284,9 @@ func TestGpusCache(t *testing.T) {
 	assert.Equal(t, int(api.inspects.Load()), len(api.containers))
 	assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "-q"))
 	assert.Equal(t, int(api.inspects.Load()), len(api.containers))
-	_, err := os.Stat(deps.CachePath)
+	files, err := filepath.Glob(filepath.Join(filepath.Dir(deps.CachePath), "containers-*.json"))
 	assert.NilError(t, err)
+	assert.Check(t, len(files) == 1, "cache files: %v", files)
 
 	// Without a cache path (no home directory) nothing is written.
 	out.Reset()

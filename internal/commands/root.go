@@ -64,7 +64,7 @@ func DefaultDeps() Deps {
 // DockerAPI is what docker perceptron asks the daemon itself: containers
 // for GPU holders, daemon facts and images for the pre-flight checks.
 type DockerAPI interface {
-	holders.ContainerAPI
+	holders.ListerAPI
 	holders.RemoveAPI
 	preflight.RunAPI
 }

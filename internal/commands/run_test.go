@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/flags"
 	"github.com/docker/cli/cli/streams"
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -82,6 +84,17 @@ func (noContainers) ImageInspect(context.Context, string, ...client.ImageInspect
 
 func (noContainers) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
 	return client.ContainerListResult{}, nil
+}
+
+func (noContainers) Events(context.Context, client.EventsListOptions) client.EventsResult {
+	return noEvents()
+}
+
+// noEvents is a daemon's answer when nothing happened.
+func noEvents() client.EventsResult {
+	errs := make(chan error, 1)
+	errs <- io.EOF
+	return client.EventsResult{Messages: make(chan events.Message), Err: errs}
 }
 
 func (noContainers) ContainerRemove(context.Context, string, client.ContainerRemoveOptions) (client.ContainerRemoveResult, error) {

@@ -1,109 +1,136 @@
 package holders
 
 import (
-	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"slices"
+	"strings"
+	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
+
+	"github.com/perceptron/docker-perceptron/internal/labels"
 )
 
-// FileCache is a ReservationCache kept in a file of the user's own
-// (never in the shared state directory, where another user could forge it),
-// so that each container is inspected once, not once per invocation. It
-// also remembers enough to list only what changed since the last invocation
-// (see List).
+// ListerAPI is what a FileCache lists containers with: the container list,
+// and the daemon's events, which tell what changed since the last look
+// without walking every container.
+type ListerAPI interface {
+	ContainerAPI
+	Events(ctx context.Context, options client.EventsListOptions) client.EventsResult
+}
+
+// FileCache remembers, in a file of the user's own (never in the shared
+// state directory, where another user could forge it), every container of
+// one daemon: its state, and what it reserves once inspected. A container's
+// configuration never changes, so each container is inspected once, holder
+// or not. What changed since the last look comes from the daemon's events,
+// so a look costs the same with 20 containers or 2000; a full listing is
+// needed only the first time, and when more happened than the daemon's
+// events remember.
 type FileCache struct {
 	path       string
 	state      cacheState
-	used       map[string]bool
 	dirty      bool
 	incomplete bool // a listing or an inspection failed: nothing is saved
 }
 
-// cacheState is the file's content. A container's configuration never
-// changes, so what it reserves is known for good once it was inspected.
+// cacheState is the file's content.
 type cacheState struct {
-	Entries map[string]Reservation `json:"entries"`
-	// Pending are containers seen but not inspected (they were not live):
-	// they are looked at again each time, until they are known.
-	Pending []string `json:"pending,omitempty"`
-	// Anchors are the newest containers seen: containers created after the
-	// newest of them that still exists are the new ones.
-	Anchors []anchor `json:"anchors,omitempty"`
+	Daemon string `json:"daemon"`
+	// Seen: the daemon's events after it are not applied yet; zero means
+	// nothing is known, and the next look lists every container.
+	Seen       time.Time        `json:"seen"`
+	Containers map[string]*seen `json:"containers"`
 }
 
-type anchor struct {
-	ID      string `json:"id"`
-	Created int64  `json:"created"`
+// seen is what is known of one container.
+type seen struct {
+	Name    string                   `json:"n,omitempty"`
+	State   container.ContainerState `json:"s"`
+	Created int64                    `json:"c,omitempty"`
+	Labels  map[string]string        `json:"l,omitempty"` // docker perceptron's own only
+	Res     *Reservation             `json:"r,omitempty"` // nil: not inspected yet
 }
 
-// maxAnchors is how many of the newest containers are remembered: one
-// that still exists is enough, a few survive containers being removed.
-const maxAnchors = 8
+// cacheFormat is the file name's version: older files are not read.
+const cacheFormat = "containers-v3"
 
-// OpenFileCache reads the cache at path; a missing or corrupt file is an
+// eventsOverlap is read again from before Seen: events are stamped by the
+// daemon's clock, and replaying a container's events in order again is
+// harmless.
+const eventsOverlap = time.Second
+
+// maxEvents: dockerd keeps its last 256 events (20.10 and later). A look
+// that gets nearly that many may have lost older ones, and lists everything
+// instead.
+const maxEvents = 200
+
+// OpenFileCache reads the cache of the daemon whose key is daemon (see
+// ledger.DaemonKey), kept next to path; a missing or corrupt file is an
 // empty cache. With path "", the cache lives in memory only.
-func OpenFileCache(path string) *FileCache {
-	c := &FileCache{path: path, used: map[string]bool{}}
+func OpenFileCache(path, daemon string) *FileCache {
+	c := &FileCache{}
 	if path != "" {
-		if data, err := os.ReadFile(path); err == nil && json.Unmarshal(data, &c.state) != nil {
+		sum := sha256.Sum256([]byte(daemon))
+		c.path = filepath.Join(filepath.Dir(path), cacheFormat+"-"+hex.EncodeToString(sum[:6])+".json")
+		if data, err := os.ReadFile(c.path); err == nil && (json.Unmarshal(data, &c.state) != nil || c.state.Daemon != daemon) {
 			c.state = cacheState{}
 		}
 	}
-	if c.state.Entries == nil {
-		c.state.Entries = map[string]Reservation{}
+	c.state.Daemon = daemon
+	if c.state.Containers == nil {
+		c.state.Containers = map[string]*seen{}
 	}
 	return c
 }
 
 // Get returns the cached reservation of a container.
 func (c *FileCache) Get(id string) (Reservation, bool) {
-	r, ok := c.state.Entries[id]
-	if ok {
-		c.used[id] = true
+	if s, ok := c.state.Containers[id]; ok && s.Res != nil {
+		return *s.Res, true
 	}
-	return r, ok
+	return Reservation{}, false
 }
 
 // Put caches the reservation of a container.
 func (c *FileCache) Put(id string, r Reservation) {
-	c.state.Entries[id] = r
-	c.used[id] = true
+	s, ok := c.state.Containers[id]
+	if !ok {
+		s = &seen{}
+		c.state.Containers[id] = s
+	}
+	s.Res = &r
 	c.dirty = true
 }
 
 // Incomplete tells the cache that a lookup failed part way (a listing or an
 // inspection): what it saw is not the whole picture, and Save keeps the file
-// as it was, so that the next lookup still watches every known holder.
+// as it was.
 func (c *FileCache) Incomplete() { c.incomplete = true }
 
-// Save writes the cache, keeping the entries of the containers that still
-// exist (those looked up since OpenFileCache, and those List found),
-// atomically.
+// Save writes the cache atomically.
 func (c *FileCache) Save() error {
-	if c.path == "" || c.incomplete || (!c.dirty && len(c.used) == len(c.state.Entries)) {
+	if c.path == "" || c.incomplete || !c.dirty {
 		return nil
 	}
-	keep := cacheState{Entries: map[string]Reservation{}, Pending: c.state.Pending, Anchors: c.state.Anchors}
-	for id := range c.used {
-		if r, ok := c.state.Entries[id]; ok {
-			keep.Entries[id] = r
-		}
-	}
-	data, err := json.Marshal(keep)
+	data, err := json.Marshal(c.state)
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(c.path), ".reservations-*")
+	tmp, err := os.CreateTemp(filepath.Dir(c.path), ".containers-*")
 	if err != nil {
 		return err
 	}
@@ -118,114 +145,134 @@ func (c *FileCache) Save() error {
 	return os.Rename(tmp.Name(), c.path)
 }
 
-// List returns a Finder.List function that finds every container
-// that may hold GPUs with two small, filtered list calls instead of listing
-// every container: the known GPU holders and the containers not inspected
-// yet, by ID, and the containers created since the newest one seen before.
-// Without such an anchor (first use, or all anchors removed) it lists
-// everything once.
-func (c *FileCache) List(api ContainerAPI) func(context.Context) ([]container.Summary, error) {
+// List returns a Finder.List function: every container of the daemon, as of
+// now, from the daemon's events since the last look, or from a full listing
+// the first time and when the events may be incomplete.
+func (c *FileCache) List(api ListerAPI) func(context.Context) ([]container.Summary, error) {
 	return func(ctx context.Context) (_ []container.Summary, err error) {
 		defer func() {
 			if err != nil {
 				c.Incomplete()
 			}
 		}()
-		watch := slices.Clone(c.state.Pending)
-		for id, r := range c.state.Entries {
-			if r.Holds("") { // "": NVIDIA_VISIBLE_DEVICES counts, to be safe
-				watch = append(watch, id)
+		now := time.Now()
+		if !c.state.Seen.IsZero() {
+			msgs, complete, err := containerEvents(ctx, api, c.state.Seen.Add(-eventsOverlap), now)
+			if err == nil && complete {
+				c.apply(msgs)
+				c.state.Seen, c.dirty = now, true
+				return c.summaries(), nil
 			}
 		}
-		for _, a := range c.state.Anchors {
-			watch = append(watch, a.ID)
-		}
-		if len(c.state.Anchors) == 0 {
-			return c.listAll(ctx, api)
-		}
-		known, err := listFiltered(ctx, api, client.Filters{}.Add("id", watch...))
-		if err != nil {
-			return nil, err
-		}
-		var newest *container.Summary
-		for i, s := range known {
-			if slices.ContainsFunc(c.state.Anchors, func(a anchor) bool { return a.ID == s.ID }) &&
-				(newest == nil || s.Created > newest.Created) {
-				newest = &known[i]
-			}
-		}
-		if newest == nil {
-			return c.listAll(ctx, api)
-		}
-		fresh, err := listFiltered(ctx, api, client.Filters{}.Add("since", newest.ID))
-		if err != nil {
-			return c.listAll(ctx, api)
-		}
-		all := append(known, fresh...)
-		all = slices.CompactFunc(sortByID(all), func(a, b container.Summary) bool { return a.ID == b.ID })
-		c.remember(all)
-		return all, nil
+		return c.listAll(ctx, api, now)
 	}
 }
 
-func (c *FileCache) listAll(ctx context.Context, api ContainerAPI) ([]container.Summary, error) {
-	all, err := listFiltered(ctx, api, nil)
-	if err != nil {
-		return nil, err
-	}
-	c.state.Anchors = nil
-	c.remember(all)
-	return all, nil
-}
-
-// remember notes what a listing found: the entries of containers that
-// still exist are kept, those not inspected yet are pending, and the newest
-// containers are the next anchors.
-func (c *FileCache) remember(found []container.Summary) {
-	var pending []string
-	anchors := slices.Clone(c.state.Anchors)
-	anchors = slices.DeleteFunc(anchors, func(a anchor) bool {
-		return !slices.ContainsFunc(found, func(s container.Summary) bool { return s.ID == a.ID })
-	})
-	for _, s := range found {
-		if _, ok := c.state.Entries[s.ID]; ok {
-			c.used[s.ID] = true
-		} else if !Live(s.State) {
-			pending = append(pending, s.ID)
-		}
-		if !slices.ContainsFunc(anchors, func(a anchor) bool { return a.ID == s.ID }) {
-			anchors = append(anchors, anchor{ID: s.ID, Created: s.Created})
-		}
-	}
-	slices.SortFunc(anchors, func(a, b anchor) int { return cmp.Or(cmp.Compare(b.Created, a.Created), cmp.Compare(a.ID, b.ID)) })
-	if len(anchors) > maxAnchors {
-		anchors = anchors[:maxAnchors]
-	}
-	if !slices.Equal(pending, c.state.Pending) || !slices.Equal(anchors, c.state.Anchors) {
-		c.dirty = true
-	}
-	c.state.Pending, c.state.Anchors = pending, anchors
-}
-
-func listFiltered(ctx context.Context, api ContainerAPI, filters client.Filters) ([]container.Summary, error) {
-	res, err := api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filters})
+// listAll lists every container; the reservations of those still there are
+// kept.
+func (c *FileCache) listAll(ctx context.Context, api ContainerAPI, now time.Time) ([]container.Summary, error) {
+	res, err := api.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
 		return nil, fmt.Errorf("cannot list containers: %w", err)
 	}
+	old := c.state.Containers
+	c.state.Containers = make(map[string]*seen, len(res.Items))
+	for _, s := range res.Items {
+		k := &seen{Name: containerName(s.Names), State: s.State, Created: s.Created, Labels: ownLabels(s.Labels)}
+		if o, ok := old[s.ID]; ok {
+			k.Res = o.Res
+		}
+		c.state.Containers[s.ID] = k
+	}
+	c.state.Seen, c.dirty = now, true
 	return res.Items, nil
 }
 
-func sortByID(s []container.Summary) []container.Summary {
-	slices.SortFunc(s, func(a, b container.Summary) int { return cmp.Compare(a.ID, b.ID) })
-	return s
+// containerEvents returns the daemon's container events from since until
+// until, oldest first; complete is false when there may have been more than
+// the daemon remembers.
+func containerEvents(ctx context.Context, api ListerAPI, since, until time.Time) (_ []events.Message, complete bool, _ error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	filters := client.Filters{}.Add("type", string(events.ContainerEventType)).
+		Add("event", "create", "start", "restart", "die", "pause", "unpause", "destroy", "rename")
+	res := api.Events(ctx, client.EventsListOptions{Since: unixNano(since), Until: unixNano(until), Filters: filters})
+	var msgs []events.Message
+	for {
+		select {
+		case m := <-res.Messages:
+			msgs = append(msgs, m)
+		case err := <-res.Err:
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, false, err
+			}
+			// Messages is unbuffered: all sent before the end are read.
+			return msgs, len(msgs) < maxEvents, nil
+		}
+	}
 }
 
-// DefaultCachePath is the user's reservation cache:
-// ${XDG_CACHE_HOME:-~/.cache}/docker-perceptron/reservations.json.
+func unixNano(t time.Time) string {
+	return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond())
+}
+
+// apply replays events, oldest first, on what is known.
+func (c *FileCache) apply(msgs []events.Message) {
+	for _, m := range msgs {
+		id := m.Actor.ID
+		if m.Action == events.ActionDestroy {
+			delete(c.state.Containers, id)
+			continue
+		}
+		s, ok := c.state.Containers[id]
+		if !ok {
+			s = &seen{Name: m.Actor.Attributes["name"], Created: m.Time, Labels: ownLabels(m.Actor.Attributes)}
+			c.state.Containers[id] = s
+		}
+		switch m.Action {
+		case events.ActionCreate:
+			s.State = container.StateCreated
+		case events.ActionStart, events.ActionRestart, events.ActionUnPause:
+			s.State = container.StateRunning
+		case events.ActionPause:
+			s.State = container.StatePaused
+		case events.ActionDie:
+			s.State = container.StateExited
+		case events.ActionRename:
+			s.Name = m.Actor.Attributes["name"]
+		}
+	}
+}
+
+// summaries lists what is known, as the daemon's list would.
+func (c *FileCache) summaries() []container.Summary {
+	out := make([]container.Summary, 0, len(c.state.Containers))
+	for id, s := range c.state.Containers {
+		out = append(out, container.Summary{ID: id, Names: []string{"/" + s.Name}, State: s.State, Created: s.Created, Labels: maps.Clone(s.Labels)})
+	}
+	return out
+}
+
+// ownLabels keeps docker perceptron's labels (the stale rule reads them).
+func ownLabels(all map[string]string) map[string]string {
+	var own map[string]string
+	for k, v := range all {
+		if strings.HasPrefix(k, labels.Prefix) {
+			if own == nil {
+				own = map[string]string{}
+			}
+			own[k] = v
+		}
+	}
+	return own
+}
+
+// DefaultCachePath is where the user's caches live, one file per daemon
+// next to it: ${XDG_CACHE_HOME:-~/.cache}/docker-perceptron/.
 func DefaultCachePath() string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		return ""
 	}
-	return filepath.Join(dir, "docker-perceptron", "reservations.json")
+	return filepath.Join(dir, "docker-perceptron", "containers.json")
 }

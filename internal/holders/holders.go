@@ -126,7 +126,7 @@ type Finder struct {
 // `--gpus auto` use: containers are listed with two small filtered calls
 // and inspected once each, through the user's reservation cache (see
 // FileCache.List), on a daemon whose default runtime is defaultRuntime.
-func NewFinder(api ContainerAPI, procRoot string, cache *FileCache, defaultRuntime string) Finder {
+func NewFinder(api ListerAPI, procRoot string, cache *FileCache, defaultRuntime string) Finder {
 	return Finder{
 		API: api, ProcRoot: procRoot, Cache: cache, List: cache.List(api), DefaultRuntime: defaultRuntime,
 		Now: time.Now, StaleAfter: ledger.DefaultLeaseTTL,
