@@ -538,3 +538,31 @@ func TestLedgerLongExtendsChain(t *testing.T) {
 		t.Errorf("took %s", d)
 	}
 }
+
+// TestLedgerWindowBeforeLock: a claim looks at the containers before it
+// takes the lock, and under the lock reads only what changed since. A GPU
+// container created in between, by plain docker or by another docker
+// perceptron that released its lease in between, is still honoured.
+func TestLedgerWindowBeforeLock(t *testing.T) {
+	e := newEnv(t)
+	spec := sampleNVML(3)
+	e.FakeNVML = writeFakeNVML(t, spec)
+	slow := exec.Command(e.CLI.Path, "perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
+	slow.Env = append(e.environ(), "PERCEPTRON_TEST_PAUSE_BEFORE_LOCK=4s")
+	var out, errOut lockedBuffer
+	slow.Stdout, slow.Stderr = &out, &errOut
+	if err := slow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = slow.Process.Kill() }()
+	time.Sleep(1500 * time.Millisecond) // it has looked, and waits before the lock
+	e.MustDocker("run", "-d", "--gpus", `"device=`+uuid(spec, 0)+`"`, testImage, "sleep", "600")
+	other := visibleDevices(t, e.MustDocker("exec", strings.TrimSpace(e.MustDocker("perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")), "env"))
+	if err := slow.Wait(); err != nil {
+		t.Fatalf("%v:\n%s", err, errOut.String())
+	}
+	got := visibleDevices(t, e.MustDocker("exec", strings.TrimSpace(out.String()), "env"))
+	if len(got) != 1 || got[0] == uuid(spec, 0) || got[0] == other[0] {
+		t.Errorf("the slow claim got %v; plain docker holds %s, the other run %v", got, uuid(spec, 0), other)
+	}
+}

@@ -50,6 +50,11 @@ type Allocator struct {
 	// Waiting is told, in one line, what a waiter waits for, each time that
 	// changes; nil tells nobody.
 	Waiting func(string)
+	// BeforeLock, when set, runs between the look before the lock and the
+	// lock (tests widen that window); LockHeld is told how long each claim
+	// held the lock (the benchmark reports it).
+	BeforeLock func()
+	LockHeld   func(time.Duration)
 }
 
 // Claim is GPUs chosen for one container, held by a lease until Release.
@@ -285,15 +290,34 @@ func (e *waitingInLine) Error() string {
 	return fmt.Sprintf("%d earlier request(s) in line on this host", e.ahead)
 }
 
-// attempt is one look under the lock: choose, and lease when asked to.
+// attempt looks, then chooses and leases under the lock. The slow look
+// (NVML, the containers) comes before the lock; under it, only the leases
+// and what changed since that look are read again (see holders.FileCache),
+// so the lock is held for milliseconds, however many containers the daemon
+// has.
 func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request, ticket *ledger.Ticket, lease bool) (*Claim, error) {
-	var unlock func()
+	inv, err := gpus.ReadInventory(lib)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := a.Holders.Find(ctx, inv); err != nil {
+		return nil, err
+	}
+	if a.BeforeLock != nil {
+		a.BeforeLock()
+	}
 	if lease {
-		var err error
-		if unlock, err = ledger.Lock(ctx, a.StateDir); err != nil {
+		unlock, err := ledger.Lock(ctx, a.StateDir)
+		if err != nil {
 			return nil, fmt.Errorf("cannot take the GPU lock in %s: %w", a.StateDir, err)
 		}
-		defer unlock()
+		locked := time.Now()
+		defer func() {
+			unlock()
+			if a.LockHeld != nil {
+				a.LockHeld(time.Since(locked))
+			}
+		}()
 	}
 	if ticket != nil {
 		ahead, err := ticket.Ahead()
@@ -304,14 +328,13 @@ func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request
 			return nil, &waitingInLine{ahead: ahead}
 		}
 	}
+	return a.chooseAndLease(ctx, inv, req, lease)
+}
 
-	inv, err := gpus.ReadInventory(lib)
-	if err != nil {
-		return nil, err
-	}
-	// The leases first, then the containers: a claim whose lease is gone
-	// released it, under the lock, only once its container existed, so the
-	// listing that follows sees the container.
+// chooseAndLease reads the leases, then the containers (a claim whose lease
+// is gone released it, under the lock, only once its container existed, so
+// the look that follows sees the container), chooses, and leases.
+func (a *Allocator) chooseAndLease(ctx context.Context, inv gpus.Inventory, req Request, lease bool) (*Claim, error) {
 	now := a.Now()
 	leases, err := ledger.ActiveLeases(a.StateDir, now)
 	if err != nil {

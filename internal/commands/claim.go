@@ -107,6 +107,8 @@ func newAllocator(dockerCLI command.Cli, deps Deps, cache *holders.FileCache, da
 		Waiting: func(msg string) {
 			_, _ = fmt.Fprintln(dockerCLI.Err(), msg)
 		},
+		BeforeLock: beforeLockHook(),
+		LockHeld:   lockHeldHook(),
 	}
 }
 

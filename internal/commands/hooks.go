@@ -22,6 +22,11 @@ func leaseTTL() time.Duration { return ledger.DefaultLeaseTTL }
 // it down.
 func testAPI(api DockerAPI) DockerAPI { return api }
 
+// beforeLockHook and lockHeldHook are the allocator's test hooks: none in
+// the installed plugin.
+func beforeLockHook() func()            { return nil }
+func lockHeldHook() func(time.Duration) { return nil }
+
 // afterClaimHook runs between the GPU claim and the container's creation;
 // test builds (fakenvml tag) can pause there.
 func afterClaimHook() {}

@@ -4,6 +4,7 @@ package commands
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"time"
 
@@ -48,6 +49,35 @@ func (s slowList) ContainerList(ctx context.Context, opts client.ContainerListOp
 	res, err := s.DockerAPI.ContainerList(ctx, opts)
 	time.Sleep(s.delay) // the answer is as of the start of the call
 	return res, err
+}
+
+// beforeLockHook pauses between a claim's look at the containers and the
+// lock for PERCEPTRON_TEST_PAUSE_BEFORE_LOCK (a duration): the end-to-end
+// tests create containers in that window.
+func beforeLockHook() func() {
+	d, err := time.ParseDuration(os.Getenv("PERCEPTRON_TEST_PAUSE_BEFORE_LOCK"))
+	if err != nil || d <= 0 {
+		return nil
+	}
+	return func() { time.Sleep(d) }
+}
+
+// lockHeldHook appends how long each claim held the lock, in microseconds,
+// one per line, to the file PERCEPTRON_TEST_LOCK_LOG names: the benchmark
+// reports it.
+func lockHeldHook() func(time.Duration) {
+	path := os.Getenv("PERCEPTRON_TEST_LOCK_LOG")
+	if path == "" {
+		return nil
+	}
+	return func(d time.Duration) {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		_, _ = fmt.Fprintln(f, d.Microseconds())
+	}
 }
 
 // afterClaimHook pauses between the GPU claim and the container's creation
