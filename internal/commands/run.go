@@ -164,6 +164,13 @@ func buildRequest(dockerCLI command.Cli, deps Deps, st *stock, name string, cl c
 // runContainer checks the run before anything is claimed or created, claims
 // its GPUs, and runs the stock command, or prints it with --dry-run.
 func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *stock, name string, cl cmdLine) error {
+	api, endpoint := deps.API(dockerCLI), dockerCLI.DockerEndpoint().Host
+	var daemon func() (preflight.DaemonInfo, error)
+	if !cl.dryRun && preflight.IsLocal(endpoint, "") {
+		// The daemon's answer is needed for GPUs and limits: ask while
+		// the presets are read.
+		daemon = preflight.AskDaemon(ctx, api, endpoint)
+	}
 	req, err := buildRequest(dockerCLI, deps, st, name, cl)
 	if err != nil {
 		return err
@@ -171,8 +178,8 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 	deps, closeNVML := deps.withNVMLSession()
 	defer closeNVML()
 	host, err := preflight.GatherForRun(ctx, preflight.RunQuestions{
-		API: deps.API(dockerCLI), DockerHost: dockerCLI.DockerEndpoint().Host, PATH: os.Getenv("PATH"), NVML: deps.NVML,
-		Input: req.Preflight, Image: req.Positional[0], DryRun: req.DryRun, Auto: req.GPUs.Auto > 0,
+		API: api, DockerHost: endpoint, PATH: os.Getenv("PATH"), NVML: deps.NVML,
+		Input: req.Preflight, Image: req.Positional[0], DryRun: req.DryRun, Auto: req.GPUs.Auto > 0, Daemon: daemon,
 	})
 	if err != nil {
 		return err

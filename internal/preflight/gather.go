@@ -44,6 +44,28 @@ type Sources struct {
 	Image func(ctx context.Context) (*ImageInfo, error)
 	// DevDir is "/dev", where NvidiaDevCharLinks looks; "" does not look.
 	DevDir string
+	// Daemon, when set, answers for DaemonFacts: asked early (see
+	// AskDaemon), while the command line and presets were read.
+	Daemon func() (DaemonInfo, error)
+}
+
+// AskDaemon starts asking the daemon about itself now, for a Sources.Daemon
+// that waits for the answer: the question overlaps the work before it is
+// needed.
+func AskDaemon(ctx context.Context, api API, dockerHost string) func() (DaemonInfo, error) {
+	var (
+		d   DaemonInfo
+		err error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d, err = DaemonFacts(ctx, api, dockerHost)
+	}()
+	return func() (DaemonInfo, error) {
+		<-done
+		return d, err
+	}
 }
 
 // Gather asks the daemon, NVML and the image at once, then reads this host's
@@ -51,7 +73,11 @@ type Sources struct {
 func Gather(ctx context.Context, src Sources) Host {
 	h := Host{DockerHost: src.DockerHost}
 	var wg sync.WaitGroup
-	wg.Go(func() { h.Daemon, h.DaemonErr = DaemonFacts(ctx, src.API, src.DockerHost) })
+	ask := src.Daemon
+	if ask == nil {
+		ask = func() (DaemonInfo, error) { return DaemonFacts(ctx, src.API, src.DockerHost) }
+	}
+	wg.Go(func() { h.Daemon, h.DaemonErr = ask() })
 	if src.Image != nil {
 		wg.Go(func() { h.Image, _ = src.Image(ctx) })
 	}
@@ -88,6 +114,8 @@ type RunQuestions struct {
 	Image      string // the image to run
 	DryRun     bool   // no checks: only --gpus auto asks
 	Auto       bool   // --gpus auto: the GPUs are chosen on this host
+	// Daemon, when set, is the daemon's answer asked early (see AskDaemon).
+	Daemon func() (DaemonInfo, error)
 }
 
 // RemoteDaemonError refuses --gpus auto for a daemon that is not on this
@@ -110,7 +138,7 @@ func GatherForRun(ctx context.Context, q RunQuestions) (Host, error) {
 	if !checks && !q.Auto {
 		return Host{DockerHost: q.DockerHost}, nil
 	}
-	src := Sources{API: q.API, DockerHost: q.DockerHost, PATH: q.PATH}
+	src := Sources{API: q.API, DockerHost: q.DockerHost, PATH: q.PATH, Daemon: q.Daemon}
 	if checks && q.Input.GPURequested {
 		src.Image = func(ctx context.Context) (*ImageInfo, error) {
 			img, err := q.API.ImageInspect(ctx, q.Image)
