@@ -2,64 +2,187 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-// BenchmarkCreateGPUAuto measures what "docker perceptron create --gpus
-// auto" adds over the equivalent "docker create --gpus device=UUID", both
-// through the docker CLI, with 0, 100 and 500 other containers on the
-// daemon: the median of each over repeated runs, interleaved in one run so
-// that the noise of this shared machine falls on all alike. It also times
-// "docker perceptron create --gpus device=UUID", which has the cost of being
-// a plugin (the docker CLI starts the plugin binary twice: for its metadata,
-// then for the command) and of the pre-flight checks, without the choice:
-// ms-added-by-auto is what the GPU choice and claim cost. Each iteration of
-// b.N is one full measurement; run it with -benchtime 1x (make bench).
+// BenchmarkBusyDaemon measures, against a private dockerd holding 0, 500
+// and 2000 other (created) containers, through the docker CLI, medians of
+// runs interleaved in one run so that the noise of this shared machine
+// falls on all alike (run it with -benchtime 1x: make bench):
+//
+//   - create: "docker perceptron create --gpus auto" warm (the user's cache
+//     knows the daemon) and cold (no cache), against the stock "docker
+//     create --gpus device=UUID";
+//   - gpus: "docker perceptron gpus" warm and cold, against "docker ps -a";
+//   - concurrent (0 and 2000): 16 "docker perceptron run -d --gpus auto"
+//     at once against 16 plain "docker run -d --gpus device=…", and how
+//     long each claim held the host's lock (median, max);
+//   - churn (500): a create right after 20 short-lived --rm containers came
+//     and went, against a warm one.
 //
 // The GPU inventory is the fake NVML's: a real NVML's initialisation time
 // (tens of milliseconds without persistence mode) is not included.
-func BenchmarkCreateGPUAuto(b *testing.B) {
-	const reps = 15
+func BenchmarkBusyDaemon(b *testing.B) {
 	d := startDaemon(b, DaemonOptions{})
 	e := newEnvOn(b, d)
-	spec := sampleNVML(8)
+	spec := sampleNVML(16)
 	e.FakeNVML = writeFakeNVML(b, spec)
+	cache, lockLog := b.TempDir(), filepath.Join(b.TempDir(), "lock.log")
+	e.Extra = append(e.Extra, "XDG_CACHE_HOME="+cache, "PERCEPTRON_TEST_LOCK_LOG="+lockLog)
 	others := 0
-	for _, n := range []int{0, 100, 500} {
+	for _, n := range []int{0, 500, 2000} {
 		fill(b, e, n-others)
 		others = n
 		b.Run(fmt.Sprintf("containers=%d", n), func(b *testing.B) {
 			for b.Loop() {
-				// Warm-up: the plugin's reservation cache learns the fillers.
-				e.MustDocker("rm", e.MustDocker("perceptron", "create", "--gpus", "auto", testImage, "true"))
-				var auto, device, stock []time.Duration
-				timed := func(into *[]time.Duration, args ...string) {
-					start := time.Now()
-					id := e.MustDocker(args...)
-					*into = append(*into, time.Since(start))
-					e.MustDocker("rm", id)
+				benchCreate(b, e, spec, cache)
+				benchGpus(b, e, cache)
+				if n == 0 || n == 2000 {
+					benchConcurrent(b, e, spec, lockLog)
 				}
-				deviceArg := `"device=` + spec.GPUs[0].UUID + `"`
-				for range reps {
-					timed(&auto, "perceptron", "create", "--gpus", "auto", testImage, "true")
-					timed(&device, "perceptron", "create", "--gpus", deviceArg, testImage, "true")
-					timed(&stock, "create", "--gpus", deviceArg, testImage, "true")
+				if n == 500 {
+					benchChurn(b, e)
 				}
-				ma, md, ms := median(auto), median(device), median(stock)
-				ms2 := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-				b.ReportMetric(ms2(ms), "ms-stock")
-				b.ReportMetric(ms2(md), "ms-plugin-device")
-				b.ReportMetric(ms2(ma), "ms-plugin-auto")
-				b.ReportMetric(ms2(ma-ms), "ms-added")
-				b.ReportMetric(ms2(ma-md), "ms-added-by-auto")
-				b.ReportMetric(float64(ma)/float64(ms), "ratio")
 			}
 		})
 	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// timed runs docker with args and returns how long it took and its output.
+func timed(e *Env, args ...string) (time.Duration, string) {
+	start := time.Now()
+	out := e.MustDocker(args...)
+	return time.Since(start), out
+}
+
+func benchCreate(b *testing.B, e *Env, spec FakeNVML, cache string) {
+	const reps = 9
+	e.MustDocker("rm", e.MustDocker("perceptron", "create", "--gpus", "auto", testImage, "true")) // warm-up
+	deviceArg := `"device=` + spec.GPUs[0].UUID + `"`
+	var warm, cold, stock []time.Duration
+	for range reps {
+		d, id := timed(e, "perceptron", "create", "--gpus", "auto", testImage, "true")
+		warm = append(warm, d)
+		e.MustDocker("rm", id)
+		d, id = timed(e, "create", "--gpus", deviceArg, testImage, "true")
+		stock = append(stock, d)
+		e.MustDocker("rm", id)
+		_ = os.RemoveAll(filepath.Join(cache, "docker-perceptron"))
+		d, id = timed(e, "perceptron", "create", "--gpus", "auto", testImage, "true")
+		cold = append(cold, d)
+		e.MustDocker("rm", id)
+	}
+	mw, mc, mst := median(warm), median(cold), median(stock)
+	b.ReportMetric(ms(mst), "create-stock-ms")
+	b.ReportMetric(ms(mw-mst), "create-warm-added-ms")
+	b.ReportMetric(ms(mc-mst), "create-cold-added-ms")
+}
+
+func benchGpus(b *testing.B, e *Env, cache string) {
+	const reps = 9
+	var warm, cold, ps []time.Duration
+	e.MustDocker("perceptron", "gpus")
+	for range reps {
+		d, _ := timed(e, "perceptron", "gpus")
+		warm = append(warm, d)
+		d, _ = timed(e, "ps", "-a")
+		ps = append(ps, d)
+		_ = os.RemoveAll(filepath.Join(cache, "docker-perceptron"))
+		d, _ = timed(e, "perceptron", "gpus")
+		cold = append(cold, d)
+	}
+	b.ReportMetric(ms(median(warm)), "gpus-warm-ms")
+	b.ReportMetric(ms(median(cold)), "gpus-cold-ms")
+	b.ReportMetric(ms(median(ps)), "ps-a-ms")
+}
+
+// benchConcurrent starts 16 runs at once, with the GPU choice and with
+// docker's own --gpus device=…, three rounds each, interleaved.
+func benchConcurrent(b *testing.B, e *Env, spec FakeNVML, lockLog string) {
+	const rounds = 3
+	e.MustDocker("perceptron", "gpus") // the cache knows the daemon
+	burst := func(args func(i int) []string) time.Duration {
+		var wg sync.WaitGroup
+		ids := make([]string, 16)
+		start := time.Now()
+		for i := range ids {
+			wg.Go(func() { ids[i] = strings.TrimSpace(e.MustDocker(args(i)...)) })
+		}
+		wg.Wait()
+		d := time.Since(start)
+		e.MustDocker(append([]string{"rm", "-f"}, ids...)...)
+		return d
+	}
+	_ = os.Remove(lockLog)
+	var auto, plain []time.Duration
+	for range rounds {
+		auto = append(auto, burst(func(int) []string {
+			return []string{"perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "60"}
+		}))
+		plain = append(plain, burst(func(i int) []string {
+			return []string{"run", "-d", "--gpus", `"device=` + spec.GPUs[i].UUID + `"`, testImage, "sleep", "60"}
+		}))
+	}
+	held := lockHolds(b, lockLog)
+	b.ReportMetric(ms(median(auto)), "concurrent16-auto-ms")
+	b.ReportMetric(ms(median(plain)), "concurrent16-plain-ms")
+	b.ReportMetric(float64(median(auto))/float64(median(plain)), "concurrent16-ratio")
+	b.ReportMetric(ms(median(held)), "lock-hold-median-ms")
+	b.ReportMetric(ms(slices.Max(held)), "lock-hold-max-ms")
+}
+
+// lockHolds reads the lock hold times the plugin logged (test builds).
+func lockHolds(b *testing.B, path string) []time.Duration {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out []time.Duration
+	for _, f := range strings.Fields(string(data)) {
+		us, err := strconv.Atoi(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, time.Duration(us)*time.Microsecond)
+	}
+	if len(out) == 0 {
+		b.Fatal("no lock hold time logged")
+	}
+	return out
+}
+
+// benchChurn times a create right after 20 short-lived --rm containers came
+// and went, against one right after another create.
+func benchChurn(b *testing.B, e *Env) {
+	const reps = 5
+	var after, warm []time.Duration
+	for range reps {
+		d, id := timed(e, "perceptron", "create", "--gpus", "auto", testImage, "true")
+		warm = append(warm, d)
+		e.MustDocker("rm", id)
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for range 5 {
+					e.MustDocker("run", "--rm", testImage, "true")
+				}
+			})
+		}
+		wg.Wait()
+		d, id = timed(e, "perceptron", "create", "--gpus", "auto", testImage, "true")
+		after = append(after, d)
+		e.MustDocker("rm", id)
+	}
+	b.ReportMetric(ms(median(after)-median(warm)), "churn-added-ms")
 }
 
 // fill creates n stopped-before-start containers, which are "live" for the
