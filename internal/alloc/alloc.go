@@ -65,7 +65,8 @@ type Claim struct {
 	a     *Allocator
 	lease ledger.Lease
 	ttl   time.Duration
-	lost  atomic.Bool // the lease ran out (the run was stopped): never renewed again
+	lost  atomic.Bool  // the lease ran out (the run was stopped): never renewed again
+	valid atomic.Int64 // until when (unix ns) the lease last written counts
 	grant *ledger.Grant
 	stop  chan struct{}
 	done  sync.WaitGroup
@@ -98,10 +99,13 @@ func (c *Claim) Describe() string {
 	return "using " + strings.Join(parts, ", ")
 }
 
-// Release ends the claim (none for a nil claim): call it once the container exists (its labels then
-// carry the claim) or when it will not be created. The lease is removed under
-// the host lock, so that a claim that reads the leases and then lists the
-// containers cannot miss both the lease and the container.
+// Release ends the claim (none for a nil claim): call it once the container
+// exists (its labels then carry the claim) or when it will not be created.
+//
+// It needs no lock. A claim under the lock reads the leases first, then
+// what changed among the containers up to a moment after that: a lease gone
+// by then was released after its container existed, so the container is
+// seen; a lease still there is seen itself.
 func (c *Claim) Release() error {
 	if c == nil {
 		return nil
@@ -112,27 +116,24 @@ func (c *Claim) Release() error {
 			close(c.stop)
 			c.done.Wait()
 		}
-		if c.Token == "" {
-			return
+		if c.Token != "" {
+			err = ledger.Release(c.a.StateDir, c.Token)
 		}
-		var unlock func()
-		if unlock, err = ledger.Lock(context.Background(), c.a.StateDir); err != nil {
-			// The lease runs out by itself; never remove it unlocked.
-			err = fmt.Errorf("cannot release the GPU claim (it ends within %s): %w", c.ttl, err)
-			return
-		}
-		defer unlock()
-		err = ledger.Release(c.a.StateDir, c.Token)
 	})
 	return err
 }
 
-// Check (a nil claim holds nothing) makes sure, right before the container is created, that the claim
-// still holds: under the host lock its lease must still count, and it is
-// renewed for another lease time. A run stopped (Ctrl-Z) past the lease time
-// gets ErrClaimExpired, and its GPUs are never used.
+// Check (a nil claim holds nothing) makes sure, right before the container
+// is created, that the claim still holds. A lease well within its time
+// counts for every other claim, so nothing more is needed; otherwise, under
+// the host lock, its lease must still count, and it is renewed. A run
+// stopped (Ctrl-Z) past the lease time gets ErrClaimExpired, and its GPUs
+// are never used.
 func (c *Claim) Check() error {
 	if c == nil || c.Token == "" {
+		return nil
+	}
+	if !c.lost.Load() && c.a.Now().Before(time.Unix(0, c.valid.Load()).Add(-c.ttl/4)) {
 		return nil
 	}
 	if err := c.a.renew(c); err != nil {
@@ -307,7 +308,9 @@ func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request
 		a.BeforeLock()
 	}
 	if lease {
-		unlock, err := ledger.Lock(ctx, a.StateDir)
+		// While another claim holds the lock, keep the view up to date.
+		refresh := func() { _, _ = a.Holders.Find(ctx, inv) }
+		unlock, err := ledger.LockWhile(ctx, a.StateDir, refresh)
 		if err != nil {
 			return nil, fmt.Errorf("cannot take the GPU lock in %s: %w", a.StateDir, err)
 		}
@@ -364,6 +367,7 @@ func (a *Allocator) chooseAndLease(ctx context.Context, inv gpus.Inventory, req 
 		return nil, fmt.Errorf("cannot record the GPU claim: %w", err)
 	}
 	c.Token = c.lease.Token
+	c.valid.Store(c.lease.Expires.UnixNano())
 	a.keepAlive(c)
 	return c, nil
 }
@@ -427,7 +431,11 @@ func (a *Allocator) renew(c *Claim) error {
 		c.lost.Store(true)
 		return nil
 	}
-	return ledger.Renew(a.StateDir, c.lease, now.Add(c.ttl))
+	if err := ledger.Renew(a.StateDir, c.lease, now.Add(c.ttl)); err != nil {
+		return err
+	}
+	c.valid.Store(now.Add(c.ttl).UnixNano())
+	return nil
 }
 
 func deviceByIndex(devices []gpus.Device, i int) gpus.Device {

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/command/formatter"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/perceptron/docker-perceptron/internal/alloc"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
@@ -56,32 +59,45 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req reques
 	return request.Claimed{UUIDs: c.UUIDs(), Token: c.Token}, c, nil
 }
 
-// settleGrant names, in the claim's grant, the container that now holds its
-// GPUs, or removes the grant when none does (it exited, or never existed).
-func settleGrant(ctx context.Context, dockerCLI command.Cli, deps Deps, claim *alloc.Claim, token string) {
+// finishRun ends a claimed run or create once docker's own command
+// returned (failed: with an error). The container docker wrote to the
+// cidfile is looked at: a run's container that did not start is removed (it
+// exists only for this run, and would hold its GPUs for nothing; docker's
+// own error and exit status stand), and the claim's grant names the
+// container that now holds the GPUs, or goes.
+func finishRun(ctx context.Context, dockerCLI command.Cli, deps Deps, claim *alloc.Claim, name, cidFile string, failed bool) {
 	if claim == nil {
 		return
 	}
-	c, found, err := holders.ClaimedContainer(context.WithoutCancel(ctx), deps.API(dockerCLI), token)
-	if err == nil {
-		err = claim.Settle(c.ID, found && holders.Live(c.State))
+	ctx = context.WithoutCancel(ctx)
+	api := deps.API(dockerCLI)
+	id, state := containerIn(ctx, api, cidFile)
+	if failed && name == "run" && state == container.StateCreated {
+		if _, err := api.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
+			_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: cannot remove container %s, which did not start: %v\n", formatter.TruncateID(id), err)
+		} else {
+			_, _ = fmt.Fprintf(dockerCLI.Err(), "docker perceptron: removed container %s, which did not start; its GPUs are free again\n", formatter.TruncateID(id))
+			state = ""
+		}
 	}
-	if err != nil {
+	if err := claim.Settle(id, holders.Live(state)); err != nil {
 		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v; users of the host's other Docker daemons may not see this container's GPUs as held\n", err)
 	}
 }
 
-// removeUnstarted removes the container of a run that failed before its
-// container started, and says so: it exists only for this run, and would
-// hold its GPUs for nothing. docker's own error and exit status stand.
-func removeUnstarted(ctx context.Context, dockerCLI command.Cli, deps Deps, token string) {
-	removed, err := holders.RemoveUnstarted(context.WithoutCancel(ctx), deps.API(dockerCLI), token)
-	for _, id := range removed {
-		_, _ = fmt.Fprintf(dockerCLI.Err(), "docker perceptron: removed container %s, which did not start; its GPUs are free again\n", formatter.TruncateID(id))
+// containerIn returns the container whose ID docker wrote to cidFile, and
+// its state; "" when there is none (any more).
+func containerIn(ctx context.Context, api DockerAPI, cidFile string) (string, container.ContainerState) {
+	b, err := os.ReadFile(cidFile)
+	id := strings.TrimSpace(string(b))
+	if err != nil || id == "" {
+		return "", ""
 	}
-	if err != nil {
-		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v\n", err)
+	res, err := api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil || res.Container.State == nil {
+		return id, ""
 	}
+	return id, res.Container.State.Status
 }
 
 // finder is the holders.Finder of `gpus` and `--gpus auto` alike, for the

@@ -5,11 +5,13 @@
 package commands
 
 import (
+	"context"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/docker/cli/cli-plugins/plugin"
 	"github.com/docker/cli/cli/command"
+	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
 	"github.com/perceptron/docker-perceptron/internal/holders"
@@ -65,7 +67,7 @@ func DefaultDeps() Deps {
 // for GPU holders, daemon facts and images for the pre-flight checks.
 type DockerAPI interface {
 	holders.ListerAPI
-	holders.RemoveAPI
+	ContainerRemove(ctx context.Context, containerID string, options client.ContainerRemoveOptions) (client.ContainerRemoveResult, error)
 	preflight.RunAPI
 }
 

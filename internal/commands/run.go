@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
@@ -200,10 +201,20 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 	defer func() { _ = claim.Release() }()
 	afterClaimHook()
 	claimed.User = deps.User()
-	args := req.Args(claimed)
 	if req.DryRun {
-		_, err := fmt.Fprintln(dockerCLI.Out(), presets.CommandLine(append([]string{"docker", name}, args...)...))
+		_, err := fmt.Fprintln(dockerCLI.Out(), presets.CommandLine(append([]string{"docker", name}, req.Args(claimed)...)...))
 		return err
+	}
+	if claim != nil {
+		// docker writes the container's ID there: finishRun reads it.
+		if claimed.CIDFile = req.CIDFile(); claimed.CIDFile == "" {
+			dir, err := os.MkdirTemp("", "perceptron-cid-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			claimed.CIDFile = filepath.Join(dir, "cid")
+		}
 	}
 	if err := claim.Check(); err != nil {
 		return err
@@ -211,11 +222,8 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 	if err := claim.Grant(host.Daemon.Key, name); err != nil {
 		return err
 	}
-	err = st.exec(ctx, name, args)
-	if err != nil && name == "run" && claimed.Token != "" {
-		removeUnstarted(ctx, dockerCLI, deps, claimed.Token)
-	}
-	settleGrant(ctx, dockerCLI, deps, claim, claimed.Token)
+	err = st.exec(ctx, name, req.Args(claimed))
+	finishRun(ctx, dockerCLI, deps, claim, name, claimed.CIDFile, err != nil)
 	return err
 }
 

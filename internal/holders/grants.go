@@ -1,14 +1,9 @@
 package holders
 
 import (
-	"context"
 	"os"
 	"strconv"
 
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
-
-	"github.com/perceptron/docker-perceptron/internal/labels"
 	"github.com/perceptron/docker-perceptron/internal/ledger"
 )
 
@@ -85,21 +80,4 @@ func containersWithProcesses(procRoot string) map[string]bool {
 		}
 	}
 	return ids
-}
-
-// ClaimedContainer returns the container that the claim token's run
-// created, if any, on the daemon api talks to.
-func ClaimedContainer(ctx context.Context, api ContainerAPI, token string) (container.Summary, bool, error) {
-	res, err := api.ContainerList(ctx, client.ContainerListOptions{
-		All: true, Filters: client.Filters{}.Add("label", labels.Claim+"="+token),
-	})
-	if err != nil {
-		return container.Summary{}, false, err
-	}
-	for _, c := range res.Items {
-		if c.Labels[labels.Claim] == token {
-			return c, true, nil
-		}
-	}
-	return container.Summary{}, false, nil
 }

@@ -183,6 +183,20 @@ type Claimed struct {
 	UUIDs []string
 	Token string // "" for a dry run, which claims nothing
 	User  string // "" when unknown
+	// CIDFile is where docker writes the container's ID: the user's
+	// --cidfile (see Run.CIDFile), else one docker perceptron adds.
+	CIDFile string
+}
+
+// CIDFile is the user's --cidfile, "" when not given.
+func (r Run) CIDFile() string {
+	file := ""
+	for _, s := range r.Docker {
+		if s.Flag == "cidfile" {
+			file = s.Value
+		}
+	}
+	return file
 }
 
 // Args returns the docker run/create arguments: docker's options with the
@@ -210,6 +224,9 @@ func (r Run) Args(c Claimed) []string {
 			presets.Setting{Flag: "label", Value: labels.Claim + "=" + c.Token},
 			presets.Setting{Flag: "label", Value: labels.Command + "=" + r.Command},
 		)
+	}
+	if c.CIDFile != "" && c.CIDFile != r.CIDFile() {
+		add = append(add, presets.Setting{Flag: "cidfile", Value: c.CIDFile})
 	}
 	return append(presets.Args(presets.Merge(add, r.Docker)), r.Positional...)
 }
