@@ -291,6 +291,10 @@ func (e *waitingInLine) Error() string {
 	return fmt.Sprintf("%d earlier request(s) in line on this host", e.ahead)
 }
 
+// refreshWhileWaiting is how often a claim waiting for the lock brings its
+// view of the containers up to date.
+const refreshWhileWaiting = 500 * time.Millisecond
+
 // attempt looks, then chooses and leases under the lock. The slow look
 // (NVML, the containers) comes before the lock; under it, only the leases
 // and what changed since that look are read again (see holders.FileCache),
@@ -308,8 +312,15 @@ func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request
 		a.BeforeLock()
 	}
 	if lease {
-		// While another claim holds the lock, keep the view up to date.
-		refresh := func() { _, _ = a.Holders.Find(ctx, inv) }
+		// While another claim holds the lock, keep the view up to date,
+		// now and then: the holder needs the daemon's attention too.
+		last := time.Now()
+		refresh := func() {
+			if time.Since(last) > refreshWhileWaiting {
+				_, _ = a.Holders.Find(ctx, inv)
+				last = time.Now()
+			}
+		}
 		unlock, err := ledger.LockWhile(ctx, a.StateDir, refresh)
 		if err != nil {
 			return nil, fmt.Errorf("cannot take the GPU lock in %s: %w", a.StateDir, err)
