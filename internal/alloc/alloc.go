@@ -291,15 +291,17 @@ func (e *waitingInLine) Error() string {
 	return fmt.Sprintf("%d earlier request(s) in line on this host", e.ahead)
 }
 
-// refreshWhileWaiting is how often a claim waiting for the lock brings its
-// view of the containers up to date.
-const refreshWhileWaiting = 500 * time.Millisecond
+// quickTries is how many times a claim that finds new containers under the
+// lock lets the lock go, inspects them outside it, and tries again, before
+// it inspects under the lock.
+const quickTries = 3
 
 // attempt looks, then chooses and leases under the lock. The slow look
 // (NVML, the containers) comes before the lock; under it, only the leases
-// and what changed since that look are read again (see holders.FileCache),
-// so the lock is held for milliseconds, however many containers the daemon
-// has.
+// and what changed since that look are read again (see holders.FileCache).
+// Containers never seen before are inspected outside the lock, and the
+// lock taken again, so the lock is held for milliseconds however many
+// containers the daemon has and however busy it is.
 func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request, ticket *ledger.Ticket, lease bool) (*Claim, error) {
 	inv, err := gpus.ReadInventory(lib)
 	if err != nil {
@@ -311,28 +313,35 @@ func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request
 	if a.BeforeLock != nil {
 		a.BeforeLock()
 	}
-	if lease {
-		// While another claim holds the lock, keep the view up to date,
-		// now and then: the holder needs the daemon's attention too.
-		last := time.Now()
-		refresh := func() {
-			if time.Since(last) > refreshWhileWaiting {
-				_, _ = a.Holders.Find(ctx, inv)
-				last = time.Now()
-			}
-		}
-		unlock, err := ledger.LockWhile(ctx, a.StateDir, refresh)
-		if err != nil {
-			return nil, fmt.Errorf("cannot take the GPU lock in %s: %w", a.StateDir, err)
-		}
-		locked := time.Now()
-		defer func() {
-			unlock()
-			if a.LockHeld != nil {
-				a.LockHeld(time.Since(locked))
-			}
-		}()
+	if !lease {
+		return a.chooseAndLease(ctx, inv, req, a.Holders, false)
 	}
+	for try := 1; ; try++ {
+		quick := a.Holders
+		quick.NoInspect = try <= quickTries
+		c, err := a.underLock(ctx, inv, req, ticket, quick)
+		if !errors.Is(err, holders.ErrNotInspected) {
+			return c, err
+		}
+		if _, err := a.Holders.Find(ctx, inv); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// underLock takes the lock, checks the line, then chooses and leases.
+func (a *Allocator) underLock(ctx context.Context, inv gpus.Inventory, req Request, ticket *ledger.Ticket, finder holders.Finder) (*Claim, error) {
+	unlock, err := ledger.Lock(ctx, a.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("cannot take the GPU lock in %s: %w", a.StateDir, err)
+	}
+	locked := time.Now()
+	defer func() {
+		unlock()
+		if a.LockHeld != nil {
+			a.LockHeld(time.Since(locked))
+		}
+	}()
 	if ticket != nil {
 		ahead, err := ticket.Ahead()
 		if err != nil {
@@ -342,19 +351,19 @@ func (a *Allocator) attempt(ctx context.Context, lib nvml.Interface, req Request
 			return nil, &waitingInLine{ahead: ahead}
 		}
 	}
-	return a.chooseAndLease(ctx, inv, req, lease)
+	return a.chooseAndLease(ctx, inv, req, finder, true)
 }
 
 // chooseAndLease reads the leases, then the containers (a claim whose lease
 // is gone released it, under the lock, only once its container existed, so
 // the look that follows sees the container), chooses, and leases.
-func (a *Allocator) chooseAndLease(ctx context.Context, inv gpus.Inventory, req Request, lease bool) (*Claim, error) {
+func (a *Allocator) chooseAndLease(ctx context.Context, inv gpus.Inventory, req Request, finder holders.Finder, lease bool) (*Claim, error) {
 	now := a.Now()
 	leases, err := ledger.ActiveLeases(a.StateDir, now)
 	if err != nil {
 		return nil, err
 	}
-	held, err := a.Holders.Find(ctx, inv)
+	held, err := finder.Find(ctx, inv)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ package holders
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -120,7 +121,15 @@ type Finder struct {
 	// talks to: grants of other daemons hold GPUs its listing cannot see.
 	StateDir string
 	DaemonID string
+	// NoInspect: Find fails with ErrNotInspected rather than inspect a
+	// container it has not seen before (it stays to be inspected next
+	// time). A claim uses it under the host lock, and inspects outside it.
+	NoInspect bool
 }
+
+// ErrNotInspected is Find's answer, with NoInspect, when containers it has
+// not seen before must be inspected first.
+var ErrNotInspected = errors.New("containers to inspect")
 
 // NewFinder returns the Finder that both `docker perceptron gpus` and
 // `--gpus auto` use: containers are listed with two small filtered calls
@@ -249,6 +258,9 @@ func (f Finder) liveContainers(ctx context.Context) (map[string]Container, error
 			toInspect = append(toInspect, c.ID)
 		}
 		live[c.ID] = in
+	}
+	if f.NoInspect && len(toInspect) > 0 {
+		return nil, fmt.Errorf("%w: %d", ErrNotInspected, len(toInspect))
 	}
 	found, err := f.inspect(ctx, toInspect)
 	if err != nil {

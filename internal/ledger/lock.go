@@ -77,13 +77,6 @@ func (e *LockHeldError) Error() string {
 // GPUs claimed until the container exists, so the lock is never held while
 // a container is created.
 func Lock(ctx context.Context, dir string) (unlock func(), err error) {
-	return LockWhile(ctx, dir, nil)
-}
-
-// LockWhile is Lock, calling waiting (when not nil) each time it finds the
-// lock taken: a claim brings its view of the containers up to date while it
-// waits, so that little is left to read once it holds the lock.
-func LockWhile(ctx context.Context, dir string, waiting func()) (unlock func(), err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -108,9 +101,6 @@ func LockWhile(ctx context.Context, dir string, waiting func()) (unlock func(), 
 		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 			f.Close()
 			return nil, fmt.Errorf("locking %s/%s: %w", dir, lockName, err)
-		}
-		if waiting != nil {
-			waiting()
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
