@@ -294,7 +294,7 @@ func (e *waitingInLine) Error() string {
 // quickTries is how many times a claim that finds new containers under the
 // lock lets the lock go, inspects them outside it, and tries again, before
 // it inspects under the lock.
-const quickTries = 3
+const quickTries = 10
 
 // attempt looks, then chooses and leases under the lock. The slow look
 // (NVML, the containers) comes before the lock; under it, only the leases

@@ -18,11 +18,12 @@ import (
 const lockName = "lock"
 
 // Poll intervals while another invocation holds the lock: it is held for
-// the time to read the inventory and holders, choose and write a lease,
-// milliseconds, so a short poll costs little and keeps waiters responsive.
+// the time to read the leases and the daemon's events, choose and write a
+// lease, a few milliseconds, so a waiter that slept much longer would leave
+// the lock idle while others queue (a poll is one flock call).
 const (
-	minPoll = 5 * time.Millisecond
-	maxPoll = 100 * time.Millisecond
+	minPoll = 2 * time.Millisecond
+	maxPoll = 10 * time.Millisecond
 )
 
 // LockTimeout is how long Lock waits for the lock at most. The lock is held
