@@ -205,6 +205,13 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 		_, err := fmt.Fprintln(dockerCLI.Out(), presets.CommandLine(append([]string{"docker", name}, req.Args(claimed)...)...))
 		return err
 	}
+	return createClaimed(ctx, dockerCLI, deps, st, req, claimed, claim, host.Daemon.Key)
+}
+
+// createClaimed runs docker's own run or create with the claimed GPUs: the
+// claim is checked right before, granted for the host's other daemons, and
+// settled once docker's command returned.
+func createClaimed(ctx context.Context, dockerCLI command.Cli, deps Deps, st *stock, req request.Run, claimed request.Claimed, claim *alloc.Claim, daemonKey string) error {
 	if claim != nil {
 		// docker writes the container's ID there: finishRun reads it.
 		if claimed.CIDFile = req.CIDFile(); claimed.CIDFile == "" {
@@ -219,11 +226,11 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 	if err := claim.Check(); err != nil {
 		return err
 	}
-	if err := claim.Grant(host.Daemon.Key, name); err != nil {
+	if err := claim.Grant(daemonKey, req.Command); err != nil {
 		return err
 	}
-	err = st.exec(ctx, name, req.Args(claimed))
-	finishRun(ctx, dockerCLI, deps, claim, name, claimed.CIDFile, err != nil)
+	err := st.exec(ctx, req.Command, req.Args(claimed))
+	finishRun(ctx, dockerCLI, deps, claim, req.Command, claimed.CIDFile, err != nil)
 	return err
 }
 
