@@ -43,7 +43,7 @@ func newGpusCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 }
 
 func runGpus(ctx context.Context, dockerCLI command.Cli, deps Deps, opts gpusOptions) error {
-	inv, err := loadInventory(deps)
+	inv, err := gpus.LoadFrom(deps.NVML)
 	if err != nil {
 		return err
 	}
@@ -101,22 +101,6 @@ func (e *cannotSeeError) Error() string {
 }
 
 func (e *cannotSeeError) Unwrap() error { return e.err }
-
-// loadInventory reads the GPUs, initialising NVML once for the command. A
-// host without a usable NVML is gpus.ErrNoDriver (exit status 1).
-func loadInventory(deps Deps) (gpus.Inventory, error) {
-	lib, err := deps.NVML()
-	if err != nil {
-		return gpus.Inventory{}, noDriverError{err}
-	}
-	return gpus.Load(lib)
-}
-
-// noDriverError is an NVML library that cannot be opened: no driver, as far
-// as the user is concerned.
-type noDriverError struct{ error }
-
-func (e noDriverError) Unwrap() []error { return []error{e.error, gpus.ErrNoDriver} }
 
 func orUnknown(s string) string {
 	if s == "" {

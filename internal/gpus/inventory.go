@@ -46,6 +46,21 @@ func Load(lib nvml.Interface) (Inventory, error) {
 	return ReadInventory(lib)
 }
 
+// LoadFrom opens the library with open and loads the inventory (see Load).
+// A library that cannot be opened is no driver, as far as the user is
+// concerned: the error wraps ErrNoDriver and keeps open's words.
+func LoadFrom(open func() (nvml.Interface, error)) (Inventory, error) {
+	lib, err := open()
+	if err != nil {
+		return Inventory{}, noLibraryError{err}
+	}
+	return Load(lib)
+}
+
+type noLibraryError struct{ error }
+
+func (e noLibraryError) Unwrap() []error { return []error{e.error, ErrNoDriver} }
+
 // ReadInventory reads the host's GPUs from lib, which the caller has
 // initialised (see Init). A device whose query fails is still listed: the
 // query is named in Device.Errors and the field keeps its zero value.

@@ -30,9 +30,9 @@ func levels(findings []Finding) []string {
 	return out
 }
 
-func TestLoadInventory(t *testing.T) {
+func TestLoadFrom(t *testing.T) {
 	t.Run("eight GPUs", func(t *testing.T) {
-		inv, err := loadInventory(fakeNVML(gpustest.EightH100()))
+		inv, err := gpus.LoadFrom(fakeNVML(gpustest.EightH100()))
 		assert.NilError(t, err)
 		assert.Equal(t, inv.DriverVersion, "550.54.15")
 		assert.Equal(t, inv.CUDAVersion, "12.4")
@@ -40,17 +40,18 @@ func TestLoadInventory(t *testing.T) {
 		assert.Equal(t, inv.Devices[3].UUID, "GPU-00000003-h100")
 	})
 	t.Run("no NVML", func(t *testing.T) {
-		_, err := loadInventory(func() (nvml.Interface, error) { return nil, nil })
+		_, err := gpus.LoadFrom(func() (nvml.Interface, error) { return nil, nil })
 		assert.Assert(t, errors.Is(err, gpus.ErrNoDriver), "%v", err)
 	})
 	t.Run("library unavailable", func(t *testing.T) {
-		_, err := loadInventory(func() (nvml.Interface, error) { return nil, errors.New("NVML is not available in this build") })
+		_, err := gpus.LoadFrom(func() (nvml.Interface, error) { return nil, errors.New("NVML is not available in this build") })
 		assert.Error(t, err, "NVML is not available in this build")
+		assert.Check(t, errors.Is(err, gpus.ErrNoDriver))
 	})
 	t.Run("init fails", func(t *testing.T) {
 		spec := gpustest.EightH100()
 		spec.InitError = "ERROR_DRIVER_NOT_LOADED"
-		_, err := loadInventory(fakeNVML(spec))
+		_, err := gpus.LoadFrom(fakeNVML(spec))
 		assert.Assert(t, errors.Is(err, gpus.ErrNoDriver))
 		assert.ErrorContains(t, err, "ERROR_DRIVER_NOT_LOADED")
 	})
@@ -62,7 +63,7 @@ func TestLoadInventory(t *testing.T) {
 			SystemGetCudaDriverVersionFunc: func() (int, nvml.Return) { return 13000, nvml.SUCCESS },
 			DeviceGetCountFunc:             func() (int, nvml.Return) { return 0, nvml.ERROR_UNKNOWN },
 		}
-		inv, err := loadInventory(func() (nvml.Interface, error) { return lib, nil })
+		inv, err := gpus.LoadFrom(func() (nvml.Interface, error) { return lib, nil })
 		assert.ErrorContains(t, err, "ERROR_UNKNOWN")
 		got := nvmlFindings(DoctorFacts{Host: Host{Daemon: DaemonInfo{Local: true}, Inventory: inv, NVMLErr: err}})
 		assert.DeepEqual(t, levels(got), []string{"nvidia-driver:ok", "gpus:fail"})

@@ -82,7 +82,7 @@ func Gather(ctx context.Context, src Sources) Host {
 		wg.Go(func() { h.Image, _ = src.Image(ctx) })
 	}
 	if src.NVML != nil {
-		wg.Go(func() { h.Inventory, h.NVMLErr = loadInventory(src.NVML) })
+		wg.Go(func() { h.Inventory, h.NVMLErr = gpus.LoadFrom(src.NVML) })
 	}
 	wg.Wait()
 	if hard, err := MemlockHardLimit(); err == nil {
@@ -156,16 +156,6 @@ func GatherForRun(ctx context.Context, q RunQuestions) (Host, error) {
 		return Host{}, &RemoteDaemonError{DockerHost: q.DockerHost}
 	}
 	return h, nil
-}
-
-// loadInventory reads the GPUs with gpus.Load, whose errors say how to check
-// the driver.
-func loadInventory(open func() (nvml.Interface, error)) (gpus.Inventory, error) {
-	lib, err := open()
-	if err != nil {
-		return gpus.Inventory{}, err
-	}
-	return gpus.Load(lib) // a nil lib is gpus.ErrNoDriver
 }
 
 // Apply completes a run's input with the host's facts. With the daemon out
