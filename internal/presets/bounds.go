@@ -27,9 +27,10 @@ const (
 // itself included; a variable so that tests can lift it.
 var maxExtendsDepth = 64
 
-// echo returns s quoted for an error message, as %q would; one longer than
-// maxEcho characters is cut there, with "…" and its length.
-func echo(s string) string {
+// Echo returns s quoted for an error message, as %q would; one longer than
+// maxEcho characters is cut there, with "…" and its length. Every value
+// an error of docker perceptron's repeats goes through it.
+func Echo(s string) string {
 	n, all := fit(s, maxEcho)
 	if all {
 		return strconv.Quote(s)
@@ -38,12 +39,12 @@ func echo(s string) string {
 }
 
 // bare returns s for an error message as it is when that is plain (an
-// option name), else quoted and cut as echo does.
+// option name), else quoted and cut as Echo does.
 func bare(s string) string {
 	if len(s) > 0 && len(s) <= maxEcho && strconv.Quote(s) == `"`+s+`"` {
 		return s
 	}
-	return echo(s)
+	return Echo(s)
 }
 
 // fit returns the length of the longest prefix of s, cut at a character,

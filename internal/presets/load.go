@@ -151,21 +151,21 @@ func (s *Store) parse(data []byte, f File, opts Options) error {
 		nameNode, body := root.Content[i], root.Content[i+1]
 		p := &Preset{Name: nameNode.Value, Source: f.Source, File: f.Path, Line: nameNode.Line}
 		if p.Name == "" || strings.ContainsAny(p.Name, " \t,") {
-			return fmt.Errorf("%s: invalid preset name %s: use letters, digits, '-', '_' or '.'", where(nameNode.Line), echo(p.Name))
+			return fmt.Errorf("%s: invalid preset name %s: use letters, digits, '-', '_' or '.'", where(nameNode.Line), Echo(p.Name))
 		}
 		if first, ok := defined[p.Name]; ok {
-			return fmt.Errorf("%s: preset %s is defined twice in this file (first at line %d): keep one of them, or rename one", where(nameNode.Line), echo(p.Name), first)
+			return fmt.Errorf("%s: preset %s is defined twice in this file (first at line %d): keep one of them, or rename one", where(nameNode.Line), Echo(p.Name), first)
 		}
 		defined[p.Name] = nameNode.Line
 		if body.Kind != yaml.MappingNode {
-			return fmt.Errorf("%s: preset %s: expected a mapping of docker run options to values", where(body.Line), echo(p.Name))
+			return fmt.Errorf("%s: preset %s: expected a mapping of docker run options to values", where(body.Line), Echo(p.Name))
 		}
 		if err := p.parseBody(body, opts); err != nil {
 			var le *lineError
 			if errors.As(err, &le) {
-				return fmt.Errorf("%s: preset %s: %w", where(le.line), echo(p.Name), le.err)
+				return fmt.Errorf("%s: preset %s: %w", where(le.line), Echo(p.Name), le.err)
 			}
-			return fmt.Errorf("%s: preset %s: %w", where(body.Line), echo(p.Name), err)
+			return fmt.Errorf("%s: preset %s: %w", where(body.Line), Echo(p.Name), err)
 		}
 		s.presets[p.Name] = p
 	}
@@ -357,12 +357,12 @@ func checkSetting(flags *pflag.FlagSet, special func(string, string) (bool, erro
 			return fmt.Errorf("%s cannot be set in a preset: give it on the command line", key)
 		}
 		if s := suggest(flags, key); s != "" {
-			return fmt.Errorf("unknown docker run option %s: did you mean %q?", echo(key), s)
+			return fmt.Errorf("unknown docker run option %s: did you mean %q?", Echo(key), s)
 		}
-		return fmt.Errorf("unknown docker run option %s (see 'docker run --help' for the option names)", echo(key))
+		return fmt.Errorf("unknown docker run option %s (see 'docker run --help' for the option names)", Echo(key))
 	}
 	if err := f.Value.Set(value); err != nil {
-		return fmt.Errorf("invalid value %s for %s: %w", echo(value), key, parserError(err, value))
+		return fmt.Errorf("invalid value %s for %s: %w", Echo(value), key, parserError(err, value))
 	}
 	return nil
 }

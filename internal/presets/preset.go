@@ -48,7 +48,7 @@ func (p *Preset) Where() string {
 	if p.File == "" {
 		return "built-in preset " + p.Name
 	}
-	return fmt.Sprintf("%s:%d: preset %s", p.File, p.Line, echo(p.Name))
+	return fmt.Sprintf("%s:%d: preset %s", p.File, p.Line, Echo(p.Name))
 }
 
 // Store is the set of known presets.
@@ -82,7 +82,7 @@ type UnknownPresetError struct {
 }
 
 func (e *UnknownPresetError) Error() string {
-	return fmt.Sprintf("unknown preset %s: known presets are %s (see 'docker perceptron presets ls')", echo(e.Name), knownList(e.Known))
+	return fmt.Sprintf("unknown preset %s: known presets are %s (see 'docker perceptron presets ls')", Echo(e.Name), knownList(e.Known))
 }
 
 // Get returns the preset called name.
@@ -213,7 +213,7 @@ func (s *Store) checkChains() error {
 
 // unknownParent is the error for preset p, which extends no known preset.
 func (s *Store) unknownParent(p *Preset) error {
-	return fmt.Errorf("%s: extends unknown preset %s (known: %s)", p.Where(), echo(p.Extends), knownList(s.Names()))
+	return fmt.Errorf("%s: extends unknown preset %s (known: %s)", p.Where(), Echo(p.Extends), knownList(s.Names()))
 }
 
 // tooDeep is the error for preset p, whose extends chain down to root is

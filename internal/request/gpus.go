@@ -14,6 +14,7 @@ import (
 	"github.com/docker/go-units"
 
 	"github.com/perceptron/docker-perceptron/internal/alloc"
+	"github.com/perceptron/docker-perceptron/internal/presets"
 )
 
 // docker perceptron's own options that presets may set too; they never
@@ -46,7 +47,7 @@ func ParseGPUs(value string) (GPUs, error) {
 	case strings.HasPrefix(value, "auto:"):
 		n, err := strconv.Atoi(strings.TrimPrefix(value, "auto:"))
 		if err != nil || n < 1 {
-			return GPUs{}, fmt.Errorf("invalid --gpus %s: use auto or auto:N with N a number of GPUs, 1 or more", quote(value))
+			return GPUs{}, fmt.Errorf("invalid --gpus %s: use auto or auto:N with N a number of GPUs, 1 or more", presets.Echo(value))
 		}
 		return GPUs{Auto: n}, nil
 	}
@@ -69,7 +70,7 @@ func (g GPUs) Specific() bool {
 func ParseMaxMemory(value string) (uint64, error) {
 	b, err := units.RAMInBytes(value)
 	if err != nil || b < 0 {
-		return 0, fmt.Errorf("invalid --%s %s: use a size such as 1g or 512m", OptGPUMaxMemory, quote(value))
+		return 0, fmt.Errorf("invalid --%s %s: use a size such as 1g or 512m", OptGPUMaxMemory, presets.Echo(value))
 	}
 	return uint64(b) >> 20, nil
 }
@@ -78,7 +79,7 @@ func ParseMaxMemory(value string) (uint64, error) {
 func ParseMaxUtil(value string) (int, error) {
 	p, err := strconv.Atoi(strings.TrimSuffix(value, "%"))
 	if err != nil || p < 0 || p > 100 {
-		return 0, fmt.Errorf("invalid --%s %s: use a percentage from 0 to 100", OptGPUMaxUtil, quote(value))
+		return 0, fmt.Errorf("invalid --%s %s: use a percentage from 0 to 100", OptGPUMaxUtil, presets.Echo(value))
 	}
 	return p, nil
 }
@@ -101,7 +102,7 @@ func ParseWait(value string) (Wait, error) {
 	}
 	d, err := time.ParseDuration(value)
 	if err != nil || d < 0 {
-		return Wait{}, fmt.Errorf("invalid --wait %s: use a duration such as 30m, or --wait alone to wait as long as it takes", quote(value))
+		return Wait{}, fmt.Errorf("invalid --wait %s: use a duration such as 30m, or --wait alone to wait as long as it takes", presets.Echo(value))
 	}
 	return Wait{Enabled: true, Limit: d}, nil
 }
@@ -139,21 +140,4 @@ func thresholds(t *alloc.Thresholds, flag, value string) error {
 		return err
 	}
 	return nil
-}
-
-// quote quotes a value for an error message in at most about 60
-// characters: a value can be megabytes long, or binary.
-func quote(v string) string {
-	const most = 60
-	r := []rune(strings.ToValidUTF8(v, "\uFFFD"))
-	r = r[:min(len(r), most)]
-	q := strconv.Quote(string(r))
-	for len(q) > most {
-		r = r[:len(r)-1]
-		q = strconv.Quote(string(r))
-	}
-	if len(r) == len([]rune(v)) {
-		return q
-	}
-	return fmt.Sprintf("%s… (%d bytes)", q, len(v))
 }
