@@ -34,22 +34,21 @@ func output(t *testing.T, cmd *exec.Cmd) string {
 	return strings.TrimSpace(string(out))
 }
 
-// TestAnotherUser shares a state directory between root (this test) and
-// user nobody (a helper): one lock for both, each sees the other's leases, and
-// neither can remove the other's.
-func TestAnotherUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a helper as another user")
-	}
+// helperSetup makes a directory with mode (0755: nobody can enter it; 01777:
+// nobody can make the state directory in it), holding a copy of this test
+// binary named as a claim's process must be, and returns that copy and the
+// state directory's path (not made yet).
+func helperSetup(t *testing.T, mode os.FileMode) (bin, dir string) {
+	t.Helper()
 	base, err := os.MkdirTemp("", "claims-users-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
+	if err := os.Chmod(base, mode); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(base, coreName) // the name a claim's process must have
+	bin = filepath.Join(base, coreName)
 	self, err := os.ReadFile(os.Args[0])
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +56,17 @@ func TestAnotherUser(t *testing.T) {
 	if err := os.WriteFile(bin, self, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(base, "state")
+	return bin, filepath.Join(base, "state")
+}
+
+// TestAnotherUser shares a state directory between root (this test) and
+// user nobody (a helper): one lock for both, each sees the other's leases, and
+// neither can remove the other's.
+func TestAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a helper as another user")
+	}
+	bin, dir := helperSetup(t, 0o755)
 
 	// Root creates the directory and lock file; nobody waits on the same lock.
 	unlock, err := Lock(t.Context(), dir)
@@ -146,23 +155,7 @@ func TestAnotherUsersDirectory(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run a helper as another user")
 	}
-	base, err := os.MkdirTemp("", "claims-users-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o1777); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(base, coreName)
-	self, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, self, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(base, "state")
+	bin, dir := helperSetup(t, 0o1777)
 	// Nobody creates it, and can use it.
 	if got := output(t, asNobody(t, bin, "trylock", dir)); got != "locked" {
 		t.Fatalf("nobody's Lock() in a directory of its own: %q", got)
@@ -170,7 +163,7 @@ func TestAnotherUsersDirectory(t *testing.T) {
 	if fi, err := os.Lstat(dir); err != nil || fi.Mode() != os.ModeDir|os.ModeSticky|0o777 {
 		t.Fatalf("nobody's directory: %v, %v", fi, err)
 	}
-	_, err = Lock(t.Context(), dir)
+	_, err := Lock(t.Context(), dir)
 	if !errors.Is(err, ErrUnsafeDir) || !strings.Contains(err.Error(), "belongs to user 65534") {
 		t.Errorf("root's Lock() in nobody's directory: %v, want it refused", err)
 	}
