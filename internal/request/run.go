@@ -2,6 +2,7 @@ package request
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/docker/cli/opts"
@@ -60,6 +61,8 @@ func Build(in Input) (Run, error) {
 	if err := checkOwnLabels(in.Merged); err != nil {
 		return Run{}, err
 	}
+	var requests []GPUs // every --gpus, as read
+	cdi := ""           // a CDI GPU device, if any
 	for _, s := range in.Merged {
 		own, err := r.read(s)
 		if err != nil {
@@ -68,8 +71,14 @@ func Build(in Input) (Run, error) {
 		if !own {
 			r.Docker = append(r.Docker, s)
 		}
+		switch {
+		case s.Flag == "gpus":
+			requests = append(requests, r.GPUs)
+		case s.Flag == "device" && strings.HasPrefix(s.Value, "nvidia.com/gpu"):
+			cdi = s.Value
+		}
 	}
-	if err := checkAutoAlone(in.Merged, r.Preflight.Env); err != nil {
+	if err := checkAutoAlone(requests, cdi, r.Preflight.Env); err != nil {
 		return Run{}, err
 	}
 	r.Preflight.GPURequested = r.GPUs.Requested()
@@ -136,24 +145,15 @@ func checkOwnLabels(settings []presets.Setting) error {
 // checkAutoAlone refuses --gpus auto next to another GPU request: a second
 // --gpus, a CDI GPU device, or NVIDIA_VISIBLE_DEVICES, which would give the
 // container other GPUs than the ones claimed.
-func checkAutoAlone(settings []presets.Setting, env []string) error {
+func checkAutoAlone(requests []GPUs, cdi string, env []string) error {
 	const fix = "let --gpus auto choose, or give docker's own --gpus device=… alone"
-	auto, gpuFlags, cdi := false, 0, ""
-	for _, s := range settings {
-		switch {
-		case s.Flag == "gpus":
-			g, _ := ParseGPUs(s.Value)
-			auto, gpuFlags = auto || g.Auto > 0, gpuFlags+1
-		case s.Flag == "device" && strings.HasPrefix(s.Value, "nvidia.com/gpu"):
-			cdi = s.Value
-		}
+	if !slices.ContainsFunc(requests, func(g GPUs) bool { return g.Auto > 0 }) {
+		return nil
 	}
 	switch {
-	case !auto:
-		return nil
 	case cdi != "":
 		return fmt.Errorf("--gpus auto cannot be combined with --device %s: %s", cdi, fix)
-	case gpuFlags > 1:
+	case len(requests) > 1:
 		return fmt.Errorf("--gpus auto cannot be combined with another --gpus: %s", fix)
 	}
 	for _, kv := range env {
