@@ -55,7 +55,9 @@ func fit(s string, width int) (int, bool) {
 		if r == utf8.RuneError {
 			w += 4 // an invalid byte is quoted as \xNN
 		} else {
-			w += len(strconv.QuoteRune(r)) - 2
+			// As in a quoted string: `"` takes two ("\""), which a
+			// quoted rune does not escape.
+			w += len(strconv.Quote(string(r))) - 2
 		}
 		if w > width {
 			return i, false

@@ -151,3 +151,15 @@ func TestUnknownPresetManyKnown(t *testing.T) {
 	assert.ErrorContains(t, err, ` more) (see 'docker perceptron presets ls')`)
 	assert.Check(t, len(err.Error()) < 1024, "%d bytes", len(err.Error()))
 }
+
+// Echo keeps its width whatever the value holds: quotes and invalid bytes
+// take more than one character once quoted.
+func TestEchoWidth(t *testing.T) {
+	for _, v := range []string{strings.Repeat(`"`, 500), strings.Repeat("\x84", 500), strings.Repeat(`\`, 500), strings.Repeat("é", 500)} {
+		got := presets.Echo(v)
+		quoted, _, _ := strings.Cut(got, "…")
+		if len(quoted) > 2+80 {
+			t.Errorf("Echo of %.10q… is %d characters before the cut: %s", v, len(quoted), got)
+		}
+	}
+}
