@@ -284,7 +284,7 @@ func TestGpusCache(t *testing.T) {
 	assert.Equal(t, int(api.inspects.Load()), len(api.containers))
 	assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "-q"))
 	assert.Equal(t, int(api.inspects.Load()), len(api.containers))
-	files, err := filepath.Glob(filepath.Join(filepath.Dir(deps.CachePath), "containers-*.json"))
+	files, err := filepath.Glob(filepath.Join(filepath.Dir(deps.CachePath), "containers-*.gob"))
 	assert.NilError(t, err)
 	assert.Check(t, len(files) == 1, "cache files: %v", files)
 

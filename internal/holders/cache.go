@@ -1,10 +1,12 @@
 package holders
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/gob"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -63,7 +65,7 @@ type seen struct {
 }
 
 // cacheFormat is the file name's version: older files are not read.
-const cacheFormat = "containers-v3"
+const cacheFormat = "containers-v4"
 
 // eventsOverlap is read again from before Seen: events are stamped by the
 // daemon's clock, and replaying a container's events in order again is
@@ -82,9 +84,12 @@ func OpenFileCache(path, daemon string) *FileCache {
 	c := &FileCache{}
 	if path != "" {
 		sum := sha256.Sum256([]byte(daemon))
-		c.path = filepath.Join(filepath.Dir(path), cacheFormat+"-"+hex.EncodeToString(sum[:6])+".json")
-		if data, err := os.ReadFile(c.path); err == nil && (json.Unmarshal(data, &c.state) != nil || c.state.Daemon != daemon) {
-			c.state = cacheState{}
+		c.path = filepath.Join(filepath.Dir(path), cacheFormat+"-"+hex.EncodeToString(sum[:6])+".gob")
+		if f, err := os.Open(c.path); err == nil {
+			if gob.NewDecoder(bufio.NewReader(f)).Decode(&c.state) != nil || c.state.Daemon != daemon {
+				c.state = cacheState{}
+			}
+			_ = f.Close()
 		}
 	}
 	c.state.Daemon = daemon
@@ -123,10 +128,11 @@ func (c *FileCache) Save() error {
 	if c.path == "" || c.incomplete || !c.dirty {
 		return nil
 	}
-	data, err := json.Marshal(c.state)
-	if err != nil {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(c.state); err != nil {
 		return err
 	}
+	data := buf.Bytes()
 	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
 		return err
 	}

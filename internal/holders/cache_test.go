@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -239,4 +240,22 @@ func TestFileCachePerDaemon(t *testing.T) {
 	assert.Check(t, is.DeepEqual(r, Reservation{User: "alice", GPUs: []string{"0"}}))
 	_, ok = OpenFileCache(path, "daemon-2").Get("a")
 	assert.Check(t, !ok)
+}
+
+// A damaged cache file (cut short, or not ours) is an empty cache: the next
+// look lists and inspects everything again, and the file is rewritten.
+func TestFileCacheDamaged(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "containers.json")
+	c := OpenFileCache(path, "daemon-1")
+	c.Put("a", Reservation{User: "alice", GPUs: []string{"0"}})
+	assert.NilError(t, c.Save())
+	data, err := os.ReadFile(c.path)
+	assert.NilError(t, err)
+	for _, damaged := range [][]byte{data[:len(data)/2], []byte(`{"daemon":"daemon-1"}`), nil} {
+		assert.NilError(t, os.WriteFile(c.path, damaged, 0o600))
+		c := OpenFileCache(path, "daemon-1")
+		_, ok := c.Get("a")
+		assert.Check(t, !ok)
+		assert.Check(t, c.state.Seen.IsZero(), "a damaged cache must list everything again")
+	}
 }
