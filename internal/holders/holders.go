@@ -195,10 +195,11 @@ type Proc struct {
 // reservations and the GPU processes' containers and owners, then
 // attributes them (see Attribute).
 func (f Finder) Find(ctx context.Context, inv gpus.Inventory) (Holdings, error) {
+	procs := f.processes(inv)
 	live := map[string]Container{}
 	if f.API != nil {
 		var err error
-		if live, err = f.liveContainers(ctx); err != nil {
+		if live, err = f.liveContainers(ctx, procs); err != nil {
 			return Holdings{}, err
 		}
 	}
@@ -209,7 +210,7 @@ func (f Finder) Find(ctx context.Context, inv gpus.Inventory) (Holdings, error) 
 		}
 		maps.Copy(live, others)
 	}
-	return Attribute(inv, live, f.processes(inv), f.DefaultRuntime), nil
+	return Attribute(inv, live, procs, f.DefaultRuntime), nil
 }
 
 // ProcessesOnly is what is known of inv's holders when the containers could
@@ -236,7 +237,10 @@ func (f Finder) processes(inv gpus.Inventory) map[int]Proc {
 // liveContainers lists the containers once and inspects the live ones whose
 // reservation is not cached. Labels are never taken for a reservation: any
 // user can set them; what a container holds is what it asked docker for.
-func (f Finder) liveContainers(ctx context.Context) (map[string]Container, error) {
+// It returns the live containers that hold a GPU, or that one of procs (the
+// GPU processes) runs in: on a busy daemon most hold none, and every look
+// would carry them.
+func (f Finder) liveContainers(ctx context.Context, procs map[int]Proc) (map[string]Container, error) {
 	cache := f.Cache
 	if cache == nil {
 		cache = MemoryCache{}
@@ -251,10 +255,12 @@ func (f Finder) liveContainers(ctx context.Context) (map[string]Container, error
 		if !Live(c.State) {
 			continue
 		}
-		in := Container{Name: containerName(c.Names), Created: unixTime(c.Created), Stale: f.stale(c)}
-		if r, ok := cache.Get(c.ID); ok && r.Format == reservationFormat {
-			in.Reservation = r
-		} else {
+		r, ok := cache.Get(c.ID)
+		if ok && r.Format == reservationFormat && !f.matters(c.ID, r, procs) {
+			continue
+		}
+		in := Container{Name: containerName(c.Names), Created: unixTime(c.Created), Stale: f.stale(c), Reservation: r}
+		if !ok || r.Format != reservationFormat {
 			toInspect = append(toInspect, c.ID)
 		}
 		live[c.ID] = in
@@ -274,12 +280,30 @@ func (f Finder) liveContainers(ctx context.Context) (map[string]Container, error
 			continue
 		}
 		r.Format = reservationFormat
+		cache.Put(id, r)
+		if !f.matters(id, r, procs) {
+			delete(live, id)
+			continue
+		}
 		in := live[id]
 		in.Reservation = r
 		live[id] = in
-		cache.Put(id, r)
 	}
 	return live, nil
+}
+
+// matters tells a container the holdings depend on: it holds a GPU, or a
+// GPU process runs in it.
+func (f Finder) matters(id string, r Reservation, procs map[int]Proc) bool {
+	if r.Holds(f.DefaultRuntime) {
+		return true
+	}
+	for _, p := range procs {
+		if p.ContainerID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // stale tells a container that `docker perceptron run` created with a GPU

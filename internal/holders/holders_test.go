@@ -225,9 +225,15 @@ func TestStatusUserFromProcess(t *testing.T) {
 	writeProc(t, proc, 4242, plain, 0)
 	docker := &fakeDocker{}
 	docker.add(plain, "sleepy", container.StateRunning, nil, inspectWith(nil, nil, ""))
-	got, err := Finder{API: docker, ProcRoot: proc}.Find(t.Context(), inv)
-	assert.NilError(t, err)
-	assert.DeepEqual(t, got.ByGPU[1], []Holder{{ContainerID: plain, ContainerName: "sleepy", User: "root", PIDs: []int{4242}, ByProcess: true}})
+	// Inspected, then known from the cache: a container that holds no GPU
+	// is still named when a GPU process runs in it.
+	f := Finder{API: docker, ProcRoot: proc, Cache: MemoryCache{}}
+	for range 2 {
+		got, err := f.Find(t.Context(), inv)
+		assert.NilError(t, err)
+		assert.DeepEqual(t, got.ByGPU[1], []Holder{{ContainerID: plain, ContainerName: "sleepy", User: "root", PIDs: []int{4242}, ByProcess: true}})
+	}
+	assert.Check(t, is.Len(docker.inspects, 1))
 }
 
 // Reservations cached by an older version, which merged
