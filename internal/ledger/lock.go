@@ -17,15 +17,6 @@ import (
 
 const lockName = "lock"
 
-// Poll intervals while another invocation holds the lock: it is held for
-// the time to read the leases and the daemon's events, choose and write a
-// lease, a few milliseconds, so a waiter that slept much longer would leave
-// the lock idle while others queue (a poll is one flock call).
-const (
-	minPoll = 2 * time.Millisecond
-	maxPoll = 10 * time.Millisecond
-)
-
 // LockTimeout is how long Lock waits for the lock at most. The lock is held
 // for milliseconds, so a holder that keeps it this long is stuck, or holds it
 // on purpose (any user can take it) to block every claim.
@@ -91,33 +82,8 @@ func Lock(ctx context.Context, dir string) (unlock func(), err error) {
 		return nil, err
 	}
 	fd := int(f.Fd())
-	wait := minPoll
-	waited := lockTimeout
-	deadline := time.Now().Add(waited)
-	for {
-		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s/%s: %w", dir, lockName, err)
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			held := lockHeld(f, waited)
-			f.Close()
-			return nil, held
-		}
-		t := time.NewTimer(min(wait, left))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			f.Close()
-			return nil, fmt.Errorf("waiting for the GPU claim lock %s/%s: %w", dir, lockName, context.Cause(ctx))
-		case <-t.C:
-		}
-		wait = min(2*wait, maxPoll)
+	if err := waitLock(ctx, f); err != nil {
+		return nil, err
 	}
 	var once sync.Once
 	return func() {
@@ -126,6 +92,62 @@ func Lock(ctx context.Context, dir string) (unlock func(), err error) {
 			f.Close()
 		})
 	}, nil
+}
+
+// waitLock takes the flock on f, waiting for it in a blocking flock(2): the
+// kernel hands it over the moment its holder lets it go (the lock is held
+// for milliseconds, and a waiter that polled would leave it idle while
+// others queue). It gives up when ctx is done or after lockTimeout; f is
+// closed then, once the abandoned flock call returns.
+func waitLock(ctx context.Context, f *os.File) error {
+	fd := int(f.Fd())
+	err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+		f.Close()
+		return fmt.Errorf("locking %s: %w", f.Name(), err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- flockRetry(fd) }()
+	abandon := func() {
+		go func() {
+			if <-got == nil {
+				unix.Flock(fd, unix.LOCK_UN) //nolint:errcheck // closing releases it anyway
+			}
+			f.Close()
+		}()
+	}
+	waited := lockTimeout
+	t := time.NewTimer(waited)
+	defer t.Stop()
+	select {
+	case err := <-got:
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("locking %s: %w", f.Name(), err)
+		}
+		return nil
+	case <-ctx.Done():
+		abandon()
+		return fmt.Errorf("waiting for the GPU claim lock %s: %w", f.Name(), context.Cause(ctx))
+	case <-t.C:
+		held := lockHeld(f, waited)
+		abandon()
+		return held
+	}
+}
+
+// flockRetry is a blocking exclusive flock, retried when a signal
+// interrupts it.
+func flockRetry(fd int) error {
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 // openLockFile opens (or creates) the lock file read-only: flock needs no
