@@ -247,7 +247,7 @@ func (a *Allocator) claim(ctx context.Context, req Request, lease bool) (*Claim,
 
 	var ticket *ledger.Ticket
 	if req.Wait {
-		if ticket, err = ledger.Enqueue(a.StateDir); err != nil {
+		if ticket, err = ledger.Enqueue(a.StateDir, req.Count); err != nil {
 			return nil, fmt.Errorf("cannot wait in line for GPUs: %w", err)
 		}
 		defer func() { _ = ticket.Leave() }()

@@ -294,7 +294,7 @@ func TestClaimWaitIsFIFO(t *testing.T) {
 	var notes []string
 	var mu sync.Mutex
 	a.Waiting = func(s string) { mu.Lock(); notes = append(notes, s); mu.Unlock() }
-	earlier, err := ledger.Enqueue(a.StateDir) // this process: alive
+	earlier, err := ledger.Enqueue(a.StateDir, 1) // this process: alive
 	assert.NilError(t, err)
 
 	got := waitForOne(t, a)

@@ -22,7 +22,7 @@ func Example() {
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "state") // created, mode 1777, on first use
 
-	ticket, err := ledger.Enqueue(dir)
+	ticket, err := ledger.Enqueue(dir, 1)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -386,7 +386,7 @@ func TestForeignDirRefused(t *testing.T) {
 			if _, err := ActiveLeases(dir, time.Now()); !errors.Is(err, ErrUnsafeDir) {
 				t.Errorf("ActiveLeases() = %v, want ErrUnsafeDir", err)
 			}
-			if _, err := Enqueue(dir); !errors.Is(err, ErrUnsafeDir) {
+			if _, err := Enqueue(dir, 1); !errors.Is(err, ErrUnsafeDir) {
 				t.Errorf("Enqueue() = %v, want ErrUnsafeDir", err)
 			}
 		})

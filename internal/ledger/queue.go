@@ -34,6 +34,7 @@ type Ticket struct {
 
 type ticketFile struct {
 	Token   string    `json:"token"`
+	GPUs    int       `json:"gpus"` // how many GPUs the waiter asks for
 	PID     int       `json:"pid"`
 	Start   uint64    `json:"start"` // the process's start time, as in Lease
 	Created time.Time `json:"created"`
@@ -42,12 +43,13 @@ type ticketFile struct {
 // Enqueue joins the queue in dir (created if missing) behind every ticket
 // already there. It does not need the lock: each ticket is a file named by a
 // sequence number one above the highest present, created exclusively, so
-// concurrent Enqueues get distinct places.
-func Enqueue(dir string) (*Ticket, error) {
-	return enqueue(dir, os.Getpid())
+// concurrent Enqueues get distinct places. gpus is how many GPUs the waiter
+// asks for, shown to the others.
+func Enqueue(dir string, gpus int) (*Ticket, error) {
+	return enqueue(dir, os.Getpid(), gpus)
 }
 
-func enqueue(dir string, pid int) (*Ticket, error) {
+func enqueue(dir string, pid, gpus int) (*Ticket, error) {
 	d, err := openDir(dir, true)
 	if err != nil {
 		return nil, err
@@ -65,7 +67,7 @@ func enqueue(dir string, pid int) (*Ticket, error) {
 		}
 	}
 	t := &Ticket{Token: newToken(), dir: dir}
-	data, err := json.Marshal(ticketFile{Token: t.Token, PID: pid, Start: startTime(pid), Created: time.Now()})
+	data, err := json.Marshal(ticketFile{Token: t.Token, GPUs: gpus, PID: pid, Start: startTime(pid), Created: time.Now()})
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,7 @@ import (
 
 func enqueueT(t *testing.T, dir string) *Ticket {
 	t.Helper()
-	tk, err := Enqueue(dir)
+	tk, err := Enqueue(dir, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestQueueOrder(t *testing.T) {
 
 func TestQueueSkipsDeadWaiters(t *testing.T) {
 	dir := t.TempDir()
-	dead, err := enqueue(dir, deadPID(t))
+	dead, err := enqueue(dir, deadPID(t), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestQueueConcurrentEnqueue(t *testing.T) {
 	)
 	for range n {
 		wg.Go(func() {
-			tk, err := Enqueue(dir)
+			tk, err := Enqueue(dir, 1)
 			if err != nil {
 				t.Error(err)
 				return
