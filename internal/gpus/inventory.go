@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 )
@@ -197,6 +198,41 @@ func readUsage(d *Device, h nvml.Device, numaFallback func(string) (int, bool)) 
 		d.NUMANode = v
 	} else if n, ok := numaFallback(d.PCIBusID); ok {
 		d.NUMANode = n
+	}
+	readAccounting(d, h)
+}
+
+// readAccounting fills d.Accounting and d.LastUsed. NVML's accounting
+// records each compute process (in a circular buffer, with ended ones): its
+// start (CPU time in microseconds) and, once it ended, how long it ran (in
+// milliseconds); see nvmlAccountingStats_t in nvml.h. Not supported is
+// accounting off.
+func readAccounting(d *Device, h nvml.Device) {
+	mode, ret := h.GetAccountingMode()
+	switch {
+	case ret == nvml.ERROR_NOT_SUPPORTED:
+		return
+	case ret != nvml.SUCCESS:
+		d.fail("accounting", ret)
+		return
+	case mode != nvml.FEATURE_ENABLED:
+		return
+	}
+	d.Accounting = true
+	pids, ret := h.GetAccountingPids()
+	if ret != nvml.SUCCESS {
+		d.fail("accounting", ret)
+		return
+	}
+	for _, pid := range pids {
+		st, ret := h.GetAccountingStats(uint32(pid))
+		if ret != nvml.SUCCESS || st.IsRunning != 0 {
+			continue // gone from the buffer since listed, or still running
+		}
+		end := time.UnixMicro(int64(st.StartTime)).Add(time.Duration(st.Time) * time.Millisecond)
+		if end.After(d.LastUsed) {
+			d.LastUsed = end
+		}
 	}
 }
 

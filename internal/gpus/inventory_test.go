@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
@@ -221,4 +222,36 @@ func TestBusIDs(t *testing.T) {
 	assert.Equal(t, busIDString(p.BusId[:]), "00000000:18:00.0")
 	assert.Equal(t, cudaVersionString(12040), "12.4")
 	assert.Equal(t, cudaVersionString(13000), "13.0")
+}
+
+// Accounting gives when the latest ended process ended; running processes
+// and a GPU without accounting give nothing, and a failed query is named.
+func TestReadInventoryAccounting(t *testing.T) {
+	start := time.Date(2026, 11, 29, 1, 0, 0, 0, time.UTC)
+	spec := gpustest.FourH100()
+	spec.GPUs[0].Accounting = &gpustest.Accounting{Processes: []gpustest.AccountedProcess{
+		{PID: 1, Start: start, Seconds: 600},
+		{PID: 2, Start: start.Add(time.Hour), Seconds: 60},
+		{PID: 3, Start: start.Add(2 * time.Hour), Running: true},
+	}}
+	spec.GPUs[1].Accounting = &gpustest.Accounting{}
+	spec.GPUs[2].Errors = map[string]string{"accounting": "ERROR_NO_PERMISSION"}
+	inv := mustLoad(t, gpustest.NewLibrary(spec))
+	tests := []struct {
+		gpu        int
+		accounting bool
+		lastUsed   time.Time
+		known      bool
+	}{
+		{gpu: 0, accounting: true, lastUsed: start.Add(time.Hour + time.Minute), known: true},
+		{gpu: 1, accounting: true, known: true},
+		{gpu: 2, known: false},
+		{gpu: 3, known: true},
+	}
+	for _, tc := range tests {
+		d := inv.Devices[tc.gpu]
+		assert.Check(t, is.Equal(d.Accounting, tc.accounting), "GPU %d", tc.gpu)
+		assert.Check(t, d.LastUsed.Equal(tc.lastUsed), "GPU %d: last used %v, want %v", tc.gpu, d.LastUsed, tc.lastUsed)
+		assert.Check(t, is.Equal(d.Known("accounting"), tc.known), "GPU %d", tc.gpu)
+	}
 }

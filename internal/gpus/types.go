@@ -2,6 +2,8 @@
 // GPU (processes and container reservations), and the choice of free GPUs.
 package gpus
 
+import "time"
+
 // Inventory is what NVML reports about the host's GPUs, read once per command.
 type Inventory struct {
 	DriverVersion string // e.g. "580.95.05"; "" when unknown
@@ -29,6 +31,12 @@ type Device struct {
 	Brand int
 
 	Processes []Process
+	// Accounting is whether NVML's accounting mode is on ("accounting" in
+	// Errors when it could not be read); LastUsed is then when the latest
+	// compute process that ended on the GPU ended, as accounting remembers
+	// it (zero: none in its records).
+	Accounting bool
+	LastUsed   time.Time
 
 	// Topology, used to choose well-connected sets of GPUs.
 	NUMANode    int   // -1 when unknown

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
@@ -45,6 +46,9 @@ type GPU struct {
 	// same name share it (NVML's TOPOLOGY_SINGLE).
 	PCIeSwitch string    `json:"pcie_switch,omitempty"`
 	Processes  []Process `json:"processes,omitempty"`
+	// Accounting, when present, turns NVML's accounting mode on, with the
+	// processes it remembers (see FAKE_NVML.md).
+	Accounting *Accounting `json:"accounting,omitempty"`
 	// Errors makes queries fail: query name (as in Device.Errors, or
 	// "handle") to NVML return name, e.g. {"temperature": "ERROR_UNKNOWN"}.
 	Errors map[string]string `json:"errors,omitempty"`
@@ -54,6 +58,20 @@ type GPU struct {
 type Process struct {
 	PID           int    `json:"pid"`
 	UsedMemoryMiB uint64 `json:"used_memory_mib,omitempty"`
+}
+
+// Accounting is what NVML's accounting remembers of a GPU's processes.
+type Accounting struct {
+	Processes []AccountedProcess `json:"processes,omitempty"`
+}
+
+// AccountedProcess is one record: a process that started at Start and,
+// unless Running, ran for Seconds.
+type AccountedProcess struct {
+	PID     int       `json:"pid"`
+	Start   time.Time `json:"start"`
+	Seconds float64   `json:"seconds,omitempty"`
+	Running bool      `json:"running,omitempty"`
 }
 
 // LoadSpec reads and checks a fake NVML spec file.
@@ -212,7 +230,44 @@ func newFakeDevice(spec Spec, i int) *mock.Device {
 		},
 	}
 	addFakeLinks(d, spec, i, answer)
+	addFakeAccounting(d, g, answer)
 	return d
+}
+
+// addFakeAccounting answers d's accounting mode and records from g.
+func addFakeAccounting(d *mock.Device, g GPU, answer func(q string) nvml.Return) {
+	acc := g.Accounting
+	d.GetAccountingModeFunc = func() (nvml.EnableState, nvml.Return) {
+		if acc == nil {
+			return nvml.FEATURE_DISABLED, answer("accounting")
+		}
+		return nvml.FEATURE_ENABLED, answer("accounting")
+	}
+	d.GetAccountingPidsFunc = func() ([]int, nvml.Return) {
+		if acc == nil {
+			return nil, nvml.ERROR_NOT_SUPPORTED
+		}
+		pids := make([]int, len(acc.Processes))
+		for i, p := range acc.Processes {
+			pids[i] = p.PID
+		}
+		return pids, answer("accounting")
+	}
+	d.GetAccountingStatsFunc = func(pid uint32) (nvml.AccountingStats, nvml.Return) {
+		if acc == nil {
+			return nvml.AccountingStats{}, nvml.ERROR_NOT_SUPPORTED
+		}
+		for _, p := range acc.Processes {
+			if p.PID == int(pid) {
+				st := nvml.AccountingStats{StartTime: uint64(p.Start.UnixMicro()), IsRunning: 1}
+				if !p.Running {
+					st.IsRunning, st.Time = 0, uint64(p.Seconds*1000)
+				}
+				return st, nvml.SUCCESS
+			}
+		}
+		return nvml.AccountingStats{}, nvml.ERROR_NOT_FOUND
+	}
 }
 
 // addFakeLinks answers d's NUMA node and NVLinks from spec.
