@@ -22,6 +22,7 @@ import (
 	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/holders"
 	"github.com/perceptron/docker-perceptron/internal/ledger"
+	"github.com/perceptron/docker-perceptron/internal/policy"
 )
 
 // Request is what a --gpus auto[:N] asks for.
@@ -50,6 +51,10 @@ type Allocator struct {
 	// Waiting is told, in one line, what a waiter waits for, each time that
 	// changes; nil tells nobody.
 	Waiting func(string)
+	// Policy is the site's (see internal/policy): the quota of Who, the
+	// max-idle after which a reservation no longer blocks others.
+	Policy policy.Policy
+	Who    Who
 	// BeforeLock, when set, runs between the look before the lock and the
 	// lock (tests widen that window); LockHeld is told how long each claim
 	// held the lock (the benchmark reports it).
@@ -61,6 +66,9 @@ type Allocator struct {
 type Claim struct {
 	Devices []gpus.Device
 	Token   string
+	// Expired says, one phrase per GPU, whose expired reservations (see
+	// StateExpired) the claim took.
+	Expired []string
 
 	a     *Allocator
 	lease ledger.Lease
@@ -257,6 +265,7 @@ func (a *Allocator) claim(ctx context.Context, req Request, lease bool) (*Claim,
 		c, err := a.attempt(ctx, lib, req, ticket, lease)
 		var inLine *waitingInLine
 		var notEnough *NotEnoughError
+		var overQuota *QuotaError
 		switch {
 		case err == nil:
 			return c, nil
@@ -264,9 +273,10 @@ func (a *Allocator) claim(ctx context.Context, req Request, lease bool) (*Claim,
 			// The lock, a container list or the daemon was interrupted:
 			// the same words whatever the step.
 			return nil, &StoppedError{Cause: context.Cause(ctx)}
-		case errors.As(err, &notEnough) && notEnough.Asked > notEnough.Total:
-			return nil, err // more than the host has: waiting would be forever
-		case !req.Wait, !errors.Is(err, ErrNotEnough) && !errors.As(err, &inLine):
+		case errors.As(err, &notEnough) && notEnough.Asked > notEnough.Total,
+			errors.As(err, &overQuota) && overQuota.Never():
+			return nil, err // more than the host has or the policy allows: waiting would be forever
+		case !req.Wait, !errors.Is(err, ErrNotEnough) && !errors.Is(err, ErrOverQuota) && !errors.As(err, &inLine):
 			return nil, err
 		}
 		if note := "waiting for GPUs: " + err.Error(); note != lastNote && a.Waiting != nil {
@@ -367,13 +377,20 @@ func (a *Allocator) chooseAndLease(ctx context.Context, inv gpus.Inventory, req 
 	if err != nil {
 		return nil, err
 	}
-	chosen, err := choose(inv, Assess(inv, held, leases, req.Thresholds), req.Count)
+	assessed := Expire(Assess(inv, held, leases, req.Thresholds), a.Policy.MaxIdle, now)
+	if err := a.checkQuota(assessed, leases, req.Count); err != nil {
+		return nil, err
+	}
+	chosen, err := choose(inv, assessed, req.Count)
 	if err != nil {
 		return nil, err
 	}
 	c := &Claim{a: a}
 	for _, i := range chosen {
 		c.Devices = append(c.Devices, deviceByIndex(inv.Devices, i))
+		if g := assessed[slices.IndexFunc(assessed, func(g Assessment) bool { return g.Index == i })]; g.State == StateExpired {
+			c.Expired = append(c.Expired, g.Why)
+		}
 	}
 	if !lease {
 		return c, nil
@@ -392,21 +409,47 @@ func (a *Allocator) chooseAndLease(ctx context.Context, inv gpus.Inventory, req 
 	return c, nil
 }
 
-// choose picks count of the free GPUs, or says who holds the others.
+// choose picks count of the free GPUs, or says who holds the others. When
+// too few are free, the expired reservations idle the longest make up the
+// rest.
 func choose(inv gpus.Inventory, assessed []Assessment, count int) ([]int, error) {
 	var free []int
+	var expired []Assessment
 	var held []string
 	for _, g := range assessed {
-		if g.Free() {
+		switch {
+		case g.Free():
 			free = append(free, g.Index)
-		} else {
+		case g.State == StateExpired:
+			expired = append(expired, g)
+			held = append(held, g.Describe())
+		default:
 			held = append(held, g.Describe())
 		}
+	}
+	slices.SortStableFunc(expired, func(x, y Assessment) int { return x.IdleSince.Compare(y.IdleSince) })
+	for _, g := range expired {
+		if len(free) >= count {
+			break
+		}
+		free = append(free, g.Index)
 	}
 	if len(free) < count {
 		return nil, &NotEnoughError{Asked: count, Free: len(free), Total: len(inv.Devices), Held: held}
 	}
 	return Choose(inv.Devices, free, count)
+}
+
+// checkQuota refuses a claim that would take a.Who past the policy's limit.
+func (a *Allocator) checkQuota(assessed []Assessment, leases []ledger.Lease, count int) error {
+	if _, limited := a.Policy.LimitFor(a.Who.Name, a.Who.Groups); !limited {
+		return nil
+	}
+	grants, err := ledger.Grants(a.StateDir)
+	if err != nil {
+		return err
+	}
+	return checkQuota(a.Policy, a.Who, assessed, leases, grants, count)
 }
 
 // keepAlive renews the lease every third of its TTL until the claim is

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/docker/cli/cli/command/formatter"
 
@@ -51,6 +52,10 @@ type Assessment struct {
 	Lease *ledger.Lease
 	// Why says why the GPU is not free; "free" when it is.
 	Why string
+	// IdleSince is since when the GPU has had no compute process (and its
+	// latest holder held it), from IdleSource; zero when not known.
+	IdleSince  time.Time
+	IdleSource string
 }
 
 // Free reports whether the GPU may be given out.
@@ -74,6 +79,7 @@ func Assess(inv gpus.Inventory, h holders.Holdings, leases []ledger.Lease, t Thr
 			a.Lease = leased[strings.ToUpper(d.UUID)]
 		}
 		a.State, a.Why = state(d, h.Reserved[d.Index] || a.Lease != nil, t)
+		a.IdleSince, a.IdleSource = idleSince(d, latestSince(a))
 		if h.Unknown != "" && (a.State == StateFree || a.State == StateUnknown) {
 			// Never free when the containers could not be read.
 			a.State, a.Why = StateUnknown, "who holds it is unknown: "+h.Unknown
