@@ -45,6 +45,7 @@ func runDoctor(ctx context.Context, dockerCLI command.Cli, deps Deps, st *stock,
 		Host: preflight.Gather(ctx, preflight.Sources{
 			API: dockerCLI.Client(), DockerHost: dockerCLI.DockerEndpoint().Host,
 			PATH: os.Getenv("PATH"), NVML: deps.NVML, DevDir: "/dev",
+			ToolkitConfig: preflight.DefaultToolkitConfig,
 		}),
 		StateDir: ledger.StatDir(deps.StateDir),
 		Presets:  checkPresetFiles(deps, st),

@@ -46,11 +46,12 @@ func healthyFacts(t *testing.T) preflight.DoctorFacts {
 			DockerHost: "unix:///var/run/docker.sock",
 			Daemon: preflight.DaemonInfo{
 				ServerVersion: "29.0.1", APIVersion: "1.52", OperatingSystem: "Ubuntu 24.04.3 LTS",
-				Local: true, Runtimes: []string{"nvidia", "runc"},
+				Local: true, Runtimes: []string{"nvidia", "runc"}, DefaultRuntime: "runc",
 				CgroupDriver: "systemd", CgroupVersion: "2",
 				HookOnPath: true,
 			},
 			DevCharLinks: true,
+			Toolkit:      preflight.ToolkitConfig{Path: preflight.DefaultToolkitConfig, Exists: true, EnvvarSet: true},
 			MemlockHard:  8 << 20,
 			Inventory:    inv,
 		},
@@ -102,6 +103,18 @@ func TestBuildDoctorReport(t *testing.T) {
 				f.StateDir = ledger.DirState{Path: "/tmp/docker-perceptron", CanCreate: true}
 				f.Presets.Files[0].Exists = false
 				f.Presets.Count = 4
+				f.Host.Toolkit = preflight.ToolkitConfig{Path: preflight.DefaultToolkitConfig, EnvvarUnprivileged: true}
+				return f
+			},
+		},
+		{
+			// A server set up as many are: nvidia the default runtime, the
+			// toolkit's config.toml as generated (the setting commented out).
+			name: "shared",
+			facts: func(t *testing.T) preflight.DoctorFacts {
+				f := healthyFacts(t)
+				f.Host.Daemon.DefaultRuntime = "nvidia"
+				f.Host.Toolkit = preflight.ToolkitConfig{Path: preflight.DefaultToolkitConfig, Exists: true, EnvvarUnprivileged: true}
 				return f
 			},
 		},
@@ -209,7 +222,7 @@ func TestDoctorCommand(t *testing.T) {
 	out, errOut := &bytes.Buffer{}, &bytes.Buffer{}
 	api := doctorAPI{info: system.Info{
 		ServerVersion: "29.0.1", OperatingSystem: "Ubuntu 24.04.3 LTS",
-		CgroupDriver: "cgroupfs", CgroupVersion: "2",
+		CgroupDriver: "cgroupfs", CgroupVersion: "2", DefaultRuntime: "runc",
 		Runtimes:          map[string]system.RuntimeWithStatus{"runc": {}},
 		DiscoveredDevices: []system.DeviceInfo{{Source: "cdi", ID: "nvidia.com/gpu=0"}},
 	}}

@@ -39,6 +39,8 @@ func Doctor(f DoctorFacts) []Finding {
 	if f.Host.DaemonErr == nil {
 		out = append(out,
 			GPUProvider(f.Host.Daemon),
+			DefaultRuntime(f.Host.Daemon),
+			ToolkitEnvvar(f.Host.Daemon, f.Host.Toolkit),
 			CgroupDeviceAccess(f.Host.Daemon, f.Host.DevCharLinks),
 			doctorMemlock(f),
 		)

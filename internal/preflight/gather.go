@@ -30,6 +30,9 @@ type Host struct {
 	MemlockHard      int64
 	LacksSysResource bool
 	DevCharLinks     bool
+	// Toolkit is this host's NVIDIA Container Toolkit config, read when
+	// Sources.ToolkitConfig names it and the daemon is local.
+	Toolkit ToolkitConfig
 }
 
 // Sources are where Gather asks.
@@ -44,6 +47,9 @@ type Sources struct {
 	Image func(ctx context.Context) (*ImageInfo, error)
 	// DevDir is "/dev", where NvidiaDevCharLinks looks; "" does not look.
 	DevDir string
+	// ToolkitConfig is the NVIDIA Container Toolkit's config.toml
+	// (DefaultToolkitConfig), read for doctor; "" does not read it.
+	ToolkitConfig string
 	// Daemon, when set, answers for DaemonFacts: asked early (see
 	// AskDaemon), while the command line and presets were read.
 	Daemon func() (DaemonInfo, error)
@@ -93,6 +99,9 @@ func Gather(ctx context.Context, src Sources) Host {
 		h.LacksSysResource = LacksSysResource()
 		if src.DevDir != "" {
 			h.DevCharLinks = NvidiaDevCharLinks(src.DevDir)
+		}
+		if src.ToolkitConfig != "" {
+			h.Toolkit = ReadToolkitConfig(src.ToolkitConfig)
 		}
 	}
 	return h
