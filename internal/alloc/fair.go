@@ -91,6 +91,19 @@ func Round(d time.Duration) string {
 	return fmt.Sprintf("%ds", int(d.Round(time.Second)/time.Second))
 }
 
+// SiteThresholds are the default thresholds of a free GPU: the policy's
+// where it sets them, else DefaultThresholds.
+func SiteThresholds(p policy.Policy) Thresholds {
+	t := DefaultThresholds()
+	if p.MaxMemoryMiB != nil {
+		t.MaxMemoryUsedMiB = *p.MaxMemoryMiB
+	}
+	if p.MaxUtilPercent != nil {
+		t.MaxUtilizationPercent = *p.MaxUtilPercent
+	}
+	return t
+}
+
 // Who is the user a claim is for.
 type Who struct {
 	UID    int

@@ -17,6 +17,7 @@ import (
 	"github.com/perceptron/docker-perceptron/internal/alloc"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/holders"
+	"github.com/perceptron/docker-perceptron/internal/policy"
 	"github.com/perceptron/docker-perceptron/internal/preflight"
 	"github.com/perceptron/docker-perceptron/internal/request"
 )
@@ -37,13 +38,14 @@ func claimWithSignals(ctx context.Context, limit time.Duration, claim func(conte
 // claimGPUs chooses and claims the GPUs of --gpus auto[:N] (for a dry run,
 // only chooses). host is what was learnt of the daemon. The claim is nil
 // when nothing is claimed.
-func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req request.Run, host preflight.Host) (request.Claimed, *alloc.Claim, error) {
+func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req request.Run, host preflight.Host, site policy.Policy) (request.Claimed, *alloc.Claim, error) {
 	if req.GPUs.Auto == 0 {
 		return request.Claimed{}, nil, nil
 	}
 	cache := holders.OpenFileCache(deps.CachePath, host.Daemon.Key)
 	defer func() { _ = cache.Save() }()
 	a := newAllocator(dockerCLI, deps, cache, host.Daemon)
+	a.Policy, a.Who = site, whoAmI(deps)
 	ask := alloc.Request{Count: req.GPUs.Auto, Thresholds: req.Thresholds, Wait: req.Wait.Enabled}
 	if req.DryRun {
 		devices, err := a.Peek(ctx, ask)
@@ -55,6 +57,10 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req reques
 	}
 	if !req.Quiet {
 		_, _ = fmt.Fprintln(dockerCLI.Err(), c.Describe())
+	}
+	for _, e := range c.Expired {
+		// Said even with -q: another user's reservation was taken.
+		_, _ = fmt.Fprintf(dockerCLI.Err(), "docker perceptron: taking an expired reservation (site policy %s): %s\n", site.Path, e)
 	}
 	return request.Claimed{UUIDs: c.UUIDs(), Token: c.Token}, c, nil
 }

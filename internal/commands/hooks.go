@@ -5,6 +5,8 @@ package commands
 import (
 	"time"
 
+	"github.com/perceptron/docker-perceptron/internal/policy"
+
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus"
@@ -30,3 +32,6 @@ func lockHeldHook() func(time.Duration) { return nil }
 // afterClaimHook runs between the GPU claim and the container's creation;
 // test builds (fakenvml tag) can pause there.
 func afterClaimHook() {}
+
+// policyPath is the site's policy file.
+func policyPath() string { return policy.DefaultPath }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/perceptron/docker-perceptron/internal/policy"
+
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/moby/moby/client"
 
@@ -87,4 +89,14 @@ func afterClaimHook() {
 	if d, err := time.ParseDuration(os.Getenv("PERCEPTRON_TEST_PAUSE_AFTER_CLAIM")); err == nil {
 		time.Sleep(d)
 	}
+}
+
+// policyPath is PERCEPTRON_TEST_POLICY in test builds (fakenvml tag), so
+// that the end-to-end tests can set a policy without writing to /etc; else
+// the site's.
+func policyPath() string {
+	if p := os.Getenv("PERCEPTRON_TEST_POLICY"); p != "" {
+		return p
+	}
+	return policy.DefaultPath
 }

@@ -45,6 +45,8 @@ type Deps struct {
 	// User names the user running the plugin, for the label that tells
 	// other users who holds a container.
 	User func() string
+	// PolicyPath is the site's policy file (see internal/policy).
+	PolicyPath string
 }
 
 // DefaultDeps returns the dependencies used by the installed plugin.
@@ -60,6 +62,7 @@ func DefaultDeps() Deps {
 		LeaseTTL:      leaseTTL(),
 		Now:           time.Now,
 		User:          holders.CurrentUser,
+		PolicyPath:    policyPath(),
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/perceptron/docker-perceptron/internal/alloc"
+	"github.com/perceptron/docker-perceptron/internal/policy"
 	"github.com/perceptron/docker-perceptron/internal/preflight"
 	"github.com/perceptron/docker-perceptron/internal/presets"
 	"github.com/perceptron/docker-perceptron/internal/request"
@@ -142,7 +143,7 @@ func parseContainerArgs(stockFlags *pflag.FlagSet, args []string) (cmdLine, erro
 
 // buildRequest merges the presets with the user's options and reads the
 // result into the run's typed request, once.
-func buildRequest(dockerCLI command.Cli, deps Deps, st *stock, name string, cl cmdLine) (request.Run, error) {
+func buildRequest(dockerCLI command.Cli, deps Deps, st *stock, name string, cl cmdLine, site policy.Policy) (request.Run, error) {
 	store, err := loadPresets(deps, st)
 	if err != nil {
 		return request.Run{}, err
@@ -159,6 +160,7 @@ func buildRequest(dockerCLI command.Cli, deps Deps, st *stock, name string, cl c
 		Command: name, Presets: cl.presets, DryRun: cl.dryRun, Wait: cl.wait,
 		Merged: merged, FromPresets: fromPresets, User: cl.user,
 		Positional: cl.positional, Training: store.Training(cl.presets...),
+		Thresholds: alloc.SiteThresholds(site),
 	})
 }
 
@@ -172,7 +174,8 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 		// the presets are read.
 		daemon = preflight.AskDaemon(ctx, api, endpoint)
 	}
-	req, err := buildRequest(dockerCLI, deps, st, name, cl)
+	site := loadPolicy(dockerCLI, deps)
+	req, err := buildRequest(dockerCLI, deps, st, name, cl, site)
 	if err != nil {
 		return err
 	}
@@ -192,7 +195,7 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 		}
 	}
 	claimed, claim, err := claimWithSignals(ctx, req.Wait.Limit, func(ctx context.Context) (request.Claimed, *alloc.Claim, error) {
-		return claimGPUs(ctx, dockerCLI, deps, req, host)
+		return claimGPUs(ctx, dockerCLI, deps, req, host, site)
 	})
 	if err != nil {
 		return err

@@ -46,13 +46,19 @@ type Input struct {
 	Positional                []string
 	// Training is whether a preset applied is a training preset.
 	Training bool
+	// Thresholds are the defaults of --gpu-max-*: the site's (see
+	// alloc.SiteThresholds); zero means alloc.DefaultThresholds.
+	Thresholds alloc.Thresholds
 }
 
 // Build reads the merged settings into a Run.
 func Build(in Input) (Run, error) {
 	r := Run{
 		Command: in.Command, Presets: in.Presets, DryRun: in.DryRun, Positional: in.Positional,
-		Thresholds: alloc.DefaultThresholds(),
+		Thresholds: in.Thresholds,
+	}
+	if r.Thresholds == (alloc.Thresholds{}) {
+		r.Thresholds = alloc.DefaultThresholds()
 	}
 	var err error
 	if r.Wait, err = ParseWait(in.Wait); err != nil {
