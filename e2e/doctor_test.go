@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -211,5 +212,31 @@ func TestDoctorWithoutToolkit(t *testing.T) {
 	}
 	if !strings.Contains(r.Stderr, "1 check failed") {
 		t.Errorf("doctor: want \"1 check failed\" on stderr, got %s", r)
+	}
+}
+
+// TestDoctorDefaultRuntimeNvidia: a daemon whose default runtime is named
+// nvidia (runc under that name: only the name counts) gets a warning with
+// the daemon.json fix; the exit status stays 0.
+func TestDoctorDefaultRuntimeNvidia(t *testing.T) {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		t.Skip("no runc on PATH")
+	}
+	d := startDaemon(t, DaemonOptions{NoImages: true, Args: []string{"--add-runtime", "nvidia=" + runc, "--default-runtime", "nvidia"}})
+	e := doctorEnv(t, newEnvOn(t, d))
+	lines, r := doctorJSON(t, e)
+	if r.ExitCode != 0 {
+		t.Errorf("want exit 0 (a warning), got %s", r)
+	}
+	l := lines["default-runtime"]
+	if l.Status != "warn" || !strings.HasPrefix(l.Message, "default runtime nvidia: every container whose image sets NVIDIA_VISIBLE_DEVICES") ||
+		!strings.Contains(l.Fix, `remove "default-runtime": "nvidia" from /etc/docker/daemon.json`) {
+		t.Errorf("default-runtime: want a warning with the daemon.json fix, got %+v", l)
+	}
+	// The shared daemon runs runc by default.
+	shared, _ := doctorJSON(t, doctorEnv(t, newEnv(t)))
+	if l := shared["default-runtime"]; l.Status != "ok" || l.Message != "default runtime runc" {
+		t.Errorf("default-runtime on the shared daemon: got %+v", l)
 	}
 }
