@@ -31,7 +31,7 @@ import (
 // reservationFormat is Reservation.Format for reservations of this version:
 // older cached ones did not keep NVIDIA_VISIBLE_DEVICES apart (0), or were
 // taken from labels, which anyone can set (1).
-const reservationFormat = 2
+const reservationFormat = 3
 
 // Holder is a container (or a host process) that holds a GPU: by running a
 // process on it, by a reservation in its configuration, or both.
@@ -50,7 +50,22 @@ type Holder struct {
 	// OtherDaemon: a container of another Docker daemon on this host, known
 	// by its grant (see ledger.Grant).
 	OtherDaemon bool
+	// State is its container's (running, created, paused, restarting…);
+	// "" for a host process, or when unknown.
+	State container.ContainerState
+	// Named: its container's configuration names this GPU (--gpus
+	// device=…, as --gpus auto gives it), rather than every GPU or the
+	// first N.
+	Named bool
+	// SeesAll: its container sees every GPU (--gpus all, --privileged,
+	// NVIDIA_VISIBLE_DEVICES=all under NVIDIA's runtime).
+	SeesAll bool
 }
+
+// Unclaimed reports a holder that uses the GPU (a compute process) without
+// a configuration that names it: a host process, or a container that asked
+// for every GPU, the first N, or none.
+func (h Holder) Unclaimed() bool { return h.ByProcess && !(h.ByReservation && h.Named) }
 
 // Holdings is who holds each GPU of an inventory.
 type Holdings struct {
@@ -182,6 +197,7 @@ type Container struct {
 	Stale bool
 	// OtherDaemon: a container of another daemon, known by its grant.
 	OtherDaemon bool
+	State       container.ContainerState
 }
 
 // Proc is a GPU process: the container it runs in ("" outside containers)
@@ -259,7 +275,7 @@ func (f Finder) liveContainers(ctx context.Context, procs map[int]Proc) (map[str
 		if ok && r.Format == reservationFormat && !f.matters(c.ID, r, procs) {
 			continue
 		}
-		in := Container{Name: containerName(c.Names), Created: unixTime(c.Created), Stale: f.stale(c), Reservation: r}
+		in := Container{Name: containerName(c.Names), Created: unixTime(c.Created), Stale: f.stale(c), Reservation: r, State: c.State}
 		if !ok || r.Format != reservationFormat {
 			toInspect = append(toInspect, c.ID)
 		}
@@ -341,13 +357,12 @@ func Attribute(inv gpus.Inventory, live map[string]Container, procs map[int]Proc
 	for _, d := range inv.Devices {
 		g := gpuHolders{byKey: map[string]*Holder{}}
 		for _, p := range d.Processes {
-			g.addProcess(p.PID, procs[p.PID], live)
+			g.addProcess(p.PID, procs[p.PID], live, defaultRuntime)
 		}
 		for _, id := range reservedBy[d.Index] {
 			c := live[id]
-			g.holder(id, func() Holder {
-				return Holder{ContainerID: id, ContainerName: c.Name, User: c.Reservation.User, Since: c.Created, Stale: c.Stale, OtherDaemon: c.OtherDaemon}
-			}).ByReservation = true
+			h := g.holder(id, func() Holder { return holderOf(id, c, defaultRuntime) })
+			h.ByReservation, h.Named = true, len(c.Reservation.GPUs) > 0
 		}
 		h.Reserved[d.Index] = reserved(d.Index)
 		if list := g.sorted(); len(list) > 0 {
@@ -374,7 +389,7 @@ func (g *gpuHolders) holder(key string, mk func() Holder) *Holder {
 }
 
 // addProcess attributes a GPU process to its container, or to itself.
-func (g *gpuHolders) addProcess(pid int, p Proc, live map[string]Container) {
+func (g *gpuHolders) addProcess(pid int, p Proc, live map[string]Container, defaultRuntime string) {
 	key := p.ContainerID
 	if key == "" {
 		key = fmt.Sprintf("pid %d", pid) // each host process is its own holder
@@ -382,7 +397,7 @@ func (g *gpuHolders) addProcess(pid int, p Proc, live map[string]Container) {
 	h := g.holder(key, func() Holder {
 		h := Holder{ContainerID: p.ContainerID}
 		if c, ok := live[p.ContainerID]; ok {
-			h.ContainerName, h.User, h.Since = c.Name, c.Reservation.User, c.Created
+			h = holderOf(p.ContainerID, c, defaultRuntime)
 		}
 		if h.User == "" {
 			// A host process, or a container with neither labels.User nor
@@ -393,6 +408,16 @@ func (g *gpuHolders) addProcess(pid int, p Proc, live map[string]Container) {
 	})
 	h.ByProcess = true
 	h.PIDs = append(h.PIDs, pid)
+}
+
+// holderOf is the container c (with ID id) as a holder.
+func holderOf(id string, c Container, defaultRuntime string) Holder {
+	r := c.Reservation
+	return Holder{
+		ContainerID: id, ContainerName: c.Name, User: r.User, Since: c.Created,
+		Stale: c.Stale, OtherDaemon: c.OtherDaemon, State: c.State,
+		SeesAll: r.All || r.Privileged || r.EnvAll && r.EnvApplies(defaultRuntime),
+	}
 }
 
 func (g *gpuHolders) sorted() []Holder {

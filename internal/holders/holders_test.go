@@ -126,14 +126,14 @@ func TestStatus(t *testing.T) {
 	assert.DeepEqual(t, got.Reserved, map[int]bool{0: true, 1: true, 2: true, 3: true})
 	assert.DeepEqual(t, got.ByGPU[0], []Holder{
 		{User: "root", PIDs: []int{555}, ByProcess: true},
-		{ContainerID: envAll, ContainerName: "notebook", User: "jovyan", ByReservation: true},
+		{ContainerID: envAll, ContainerName: "notebook", User: "jovyan", ByReservation: true, State: container.StatePaused},
 	})
 	assert.DeepEqual(t, got.ByGPU[1], []Holder{
 		{PIDs: []int{99}, ByProcess: true},
-		{ContainerID: train, ContainerName: "train", User: "alice", PIDs: []int{4242, 4343}, ByProcess: true, ByReservation: true},
+		{ContainerID: train, ContainerName: "train", User: "alice", PIDs: []int{4242, 4343}, ByProcess: true, ByReservation: true, Named: true, State: container.StateRunning},
 	})
-	assert.DeepEqual(t, got.ByGPU[2], []Holder{{ContainerID: train, ContainerName: "train", User: "alice", ByReservation: true}})
-	assert.DeepEqual(t, got.ByGPU[3], []Holder{{ContainerID: planned, ContainerName: "planned", User: "bob", ByReservation: true}})
+	assert.DeepEqual(t, got.ByGPU[2], []Holder{{ContainerID: train, ContainerName: "train", User: "alice", ByReservation: true, Named: true, State: container.StateRunning}})
+	assert.DeepEqual(t, got.ByGPU[3], []Holder{{ContainerID: planned, ContainerName: "planned", User: "bob", ByReservation: true, Named: true, State: container.StateCreated}})
 
 	// Every live container is inspected, labels or not; exited ones are
 	// not; then all is cached.
@@ -231,7 +231,7 @@ func TestStatusUserFromProcess(t *testing.T) {
 	for range 2 {
 		got, err := f.Find(t.Context(), inv)
 		assert.NilError(t, err)
-		assert.DeepEqual(t, got.ByGPU[1], []Holder{{ContainerID: plain, ContainerName: "sleepy", User: "root", PIDs: []int{4242}, ByProcess: true}})
+		assert.DeepEqual(t, got.ByGPU[1], []Holder{{ContainerID: plain, ContainerName: "sleepy", User: "root", PIDs: []int{4242}, ByProcess: true, State: container.StateRunning}})
 	}
 	assert.Check(t, is.Len(docker.inspects, 1))
 }
@@ -341,4 +341,63 @@ func TestFindGrants(t *testing.T) {
 	grants, err := ledger.Grants(state)
 	assert.NilError(t, err)
 	assert.Check(t, is.Len(grants, 4), "this daemon's grant of a container gone was not pruned")
+}
+
+// A GPU used by a process whose container does not name it is unclaimed:
+// a host process, --gpus all, --privileged, NVIDIA_VISIBLE_DEVICES=all
+// under NVIDIA's runtime; the last three see every GPU.
+func TestUnclaimed(t *testing.T) {
+	var (
+		named      = id64('a')
+		all        = id64('b')
+		privileged = id64('c')
+		envAll     = id64('d')
+	)
+	inv := loadFake(t, gpustest.FourH100())
+	for i := range inv.Devices {
+		inv.Devices[i].Processes = []gpus.Process{{PID: 100 + i}}
+	}
+	proc := t.TempDir()
+	writeProc(t, proc, 100, named, 0)
+	writeProc(t, proc, 101, all, 0)
+	writeProc(t, proc, 102, privileged, 0)
+	writeProc(t, proc, 103, "", 1000) // a host process
+	docker := &fakeDocker{}
+	docker.add(named, "named", container.StateRunning, nil, inspectWith(nil, nil, "",
+		container.DeviceRequest{DeviceIDs: []string{inv.Devices[0].UUID}, Capabilities: [][]string{{"gpu"}}}))
+	docker.add(all, "all", container.StateRunning, nil, inspectWith(nil, nil, "",
+		container.DeviceRequest{Count: -1, Capabilities: [][]string{{"gpu"}}}))
+	priv := inspectWith(nil, nil, "")
+	priv.HostConfig.Privileged = true
+	docker.add(privileged, "priv", container.StateRunning, nil, priv)
+	docker.add(envAll, "ngc", container.StateRunning, nil, inspectWith([]string{"NVIDIA_VISIBLE_DEVICES=all"}, nil, ""))
+	got, err := Finder{API: docker, ProcRoot: proc, DefaultRuntime: "nvidia"}.Find(t.Context(), inv)
+	assert.NilError(t, err)
+	find := func(gpu int, pid int) Holder {
+		for _, h := range got.ByGPU[gpu] {
+			if slices.Contains(h.PIDs, pid) {
+				return h
+			}
+		}
+		t.Fatalf("GPU %d: no holder with pid %d in %+v", gpu, pid, got.ByGPU[gpu])
+		return Holder{}
+	}
+	tests := []struct {
+		gpu, pid           int
+		unclaimed, seesAll bool
+	}{
+		{gpu: 0, pid: 100, unclaimed: false},
+		{gpu: 1, pid: 101, unclaimed: true, seesAll: true},
+		{gpu: 2, pid: 102, unclaimed: true, seesAll: true},
+		{gpu: 3, pid: 103, unclaimed: true},
+	}
+	for _, tc := range tests {
+		h := find(tc.gpu, tc.pid)
+		assert.Check(t, is.Equal(h.Unclaimed(), tc.unclaimed), "GPU %d: %+v", tc.gpu, h)
+		assert.Check(t, is.Equal(h.SeesAll, tc.seesAll), "GPU %d: %+v", tc.gpu, h)
+	}
+	// The NGC container holds every GPU by its environment and sees them all.
+	ngc := slices.IndexFunc(got.ByGPU[3], func(h Holder) bool { return h.ContainerID == envAll })
+	assert.Assert(t, ngc >= 0)
+	assert.Check(t, got.ByGPU[3][ngc].SeesAll)
 }

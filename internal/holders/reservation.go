@@ -73,6 +73,9 @@ type Reservation struct {
 	// Runtime is the container's HostConfig.Runtime; "" means the daemon's
 	// default (a created container may not have it recorded yet).
 	Runtime string `json:"runtime,omitempty"`
+	// Privileged: the container sees every device of the host, every GPU
+	// with it, without asking for one.
+	Privileged bool `json:"privileged,omitempty"`
 	// Format tells reservations cached by this version (reservationFormat)
 	// from older ones, which are read again.
 	Format int `json:"format,omitempty"`
@@ -158,7 +161,7 @@ func ReservationOf(ctr container.InspectResponse) Reservation {
 	var requests []container.DeviceRequest
 	if ctr.HostConfig != nil {
 		requests = ctr.HostConfig.DeviceRequests
-		r.Runtime = ctr.HostConfig.Runtime
+		r.Runtime, r.Privileged = ctr.HostConfig.Runtime, ctr.HostConfig.Privileged
 	}
 	requested := r.addDeviceRequests(requests)
 	// Docker's nvidia driver overrides NVIDIA_VISIBLE_DEVICES with the
