@@ -1,10 +1,12 @@
 package ledger
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -99,15 +101,62 @@ func (t *Ticket) Ahead() (int, error) {
 	if tf, owner, ok := readTicket(d, t.name); !ok || tf.Token != t.Token || owner != uint32(os.Geteuid()) {
 		return 0, fmt.Errorf("%w: %s/%s", ErrTicketLost, t.dir, t.name)
 	}
+	ahead, err := liveTickets(d, func(seq uint64) bool { return seq < t.Seq })
+	return len(ahead), err
+}
+
+// Waiter is one live place in the queue, as Waiters shows it to people.
+type Waiter struct {
+	Position int       // 1 is the head: the next to be served
+	UID      int       // the ticket file's owner, whatever the file says
+	GPUs     int       // how many GPUs it asks for
+	Since    time.Time // when it joined, as its ticket says
+	PID      int       // the waiting invocation (perceptron-core)
+}
+
+// Waiters returns the live tickets in dir in queue order, by the rule
+// Ahead counts them with: tickets of dead processes, of processes that are
+// not the plugin run that joined, and of processes that cannot be checked
+// are left out, as they hold no one back. Our own dead tickets met on the
+// way are removed. A missing dir is an empty queue.
+func Waiters(dir string) ([]Waiter, error) {
+	d, err := openDir(dir, false)
+	if d == nil || err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	live, err := liveTickets(d, nil)
+	if err != nil {
+		return nil, err
+	}
+	var waiters []Waiter
+	for i, q := range live {
+		waiters = append(waiters, Waiter{Position: i + 1, UID: int(q.owner), GPUs: q.tf.GPUs, Since: q.tf.Created, PID: q.tf.PID})
+	}
+	return waiters, nil
+}
+
+// queued is a ticket that holds its place in the queue.
+type queued struct {
+	seq   uint64
+	owner uint32 // the file's owner
+	tf    ticketFile
+}
+
+// liveTickets returns the tickets in d whose sequence number within accepts
+// (nil: all) and whose process is live, in queue order. A ticket whose
+// process cannot be checked (procHidden) does not hold the queue; our own
+// dead tickets are removed.
+func liveTickets(d *os.File, within func(seq uint64) bool) ([]queued, error) {
 	names, err := listNames(d, ticketPrefix)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	me := uint32(os.Geteuid())
-	ahead := 0
+	var live []queued
 	for _, n := range names {
 		s, ok := ticketSeq(n)
-		if !ok || s >= t.Seq {
+		if !ok || within != nil && !within(s) {
 			continue
 		}
 		tf, owner, ok := readTicket(d, n)
@@ -116,7 +165,7 @@ func (t *Ticket) Ahead() (int, error) {
 		}
 		switch running(tf.PID, tf.Start, owner) {
 		case procLive:
-			ahead++
+			live = append(live, queued{seq: s, owner: owner, tf: tf})
 		case procHidden: // cannot be checked: does not hold the queue
 		case procDead:
 			if owner == me {
@@ -124,7 +173,8 @@ func (t *Ticket) Ahead() (int, error) {
 			}
 		}
 	}
-	return ahead, nil
+	slices.SortFunc(live, func(a, b queued) int { return cmp.Compare(a.seq, b.seq) })
+	return live, nil
 }
 
 // IsHead reports whether t is first among the live tickets.

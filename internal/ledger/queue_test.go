@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func enqueueT(t *testing.T, dir string) *Ticket {
@@ -160,5 +164,127 @@ func TestQueueConcurrentEnqueue(t *testing.T) {
 	wg.Wait()
 	if len(seqs) != n {
 		t.Errorf("%d distinct places for %d tickets", len(seqs), n)
+	}
+}
+
+// Waiters lists the live tickets in queue order, by Ahead's rule, each
+// with the user that owns its file.
+func TestWaiters(t *testing.T) {
+	me, euid := os.Getpid(), os.Geteuid()
+	at := func(min int) time.Time { return time.Date(2026, 11, 29, 9, min, 0, 0, time.UTC) }
+	// ticket is what a waiter of process pid writes, plus a "uid" field
+	// that a forger would add: the file's owner is the user, never it.
+	ticket := func(pid int, gpus, min int) map[string]any {
+		return map[string]any{"token": fmt.Sprintf("T%dX%d", gpus, min), "gpus": gpus, "pid": pid,
+			"start": startTime(pid), "created": at(min), "uid": 4242}
+	}
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string) // dir does not exist yet
+		want  []Waiter
+	}{
+		{
+			name:  "no state directory",
+			setup: func(*testing.T, string) {},
+		},
+		{
+			name:  "empty",
+			setup: func(t *testing.T, dir string) { mkdir(t, dir, 0o1777) },
+		},
+		{
+			name: "in order, the dead left out",
+			setup: func(t *testing.T, dir string) {
+				mkdir(t, dir, 0o1777)
+				// Written out of order: the sequence decides, not the file's age.
+				forge(t, dir, ticketName(7), ticket(me, 1, 3))
+				forge(t, dir, ticketName(3), ticket(deadPID(t), 4, 1))
+				forge(t, dir, ticketName(2), ticket(me, 2, 2))
+				forge(t, dir, ticketName(12), ticket(me, 8, 0))
+			},
+			want: []Waiter{
+				{Position: 1, UID: euid, GPUs: 2, Since: at(2), PID: me},
+				{Position: 2, UID: euid, GPUs: 1, Since: at(3), PID: me},
+				{Position: 3, UID: euid, GPUs: 8, Since: at(0), PID: me},
+			},
+		},
+		{
+			name: "not waiters",
+			setup: func(t *testing.T, dir string) {
+				mkdir(t, dir, 0o1777)
+				sleep := started(t, exec.Command("sleep", "60")).Process.Pid
+				zpid, _ := zombie(t)
+				forge(t, dir, ticketName(1), ticket(sleep, 1, 1))
+				forge(t, dir, ticketName(2), ticket(zpid, 1, 2))
+				forge(t, dir, ticketName(3), "garbage")
+				forge(t, dir, "ticket-4", ticket(me, 1, 4))
+				forge(t, dir, ticketName(5), ticket(me, 1, 5))
+			},
+			want: []Waiter{{Position: 1, UID: euid, GPUs: 1, Since: at(5), PID: me}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "state")
+			tc.setup(t, dir)
+			got, err := Waiters(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("Waiters() (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// Waiters agrees with Ahead: each waiter's position is one more than the
+// tickets ahead of it, and a newcomer comes last.
+func TestWaitersAgreesWithAhead(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := enqueue(dir, deadPID(t), 1); err != nil {
+		t.Fatal(err)
+	}
+	a, b := enqueueT(t, dir), enqueueT(t, dir)
+	got, err := Waiters(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Position != ahead(t, a)+1 || got[1].Position != ahead(t, b)+1 {
+		t.Errorf("Waiters() = %+v; Ahead() = %d, %d", got, ahead(t, a), ahead(t, b))
+	}
+	if err := a.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Waiters(dir); err != nil || len(got) != 1 || got[0].Position != 1 {
+		t.Errorf("Waiters() after the head left = %+v, %v", got, err)
+	}
+}
+
+// The user behind a ticket is its file's owner: another user's ticket
+// shows that user whatever it says, and one that names a process of
+// another user than its owner is no waiter.
+func TestWaitersOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a helper as another user")
+	}
+	bin, _ := helperSetup(t, 0o755)
+	theirs := started(t, asNobody(t, bin, "sleep")).Process.Pid
+	dir := t.TempDir()
+	created := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	for i, pid := range []int{theirs, os.Getpid()} {
+		name := ticketName(uint64(i + 1))
+		forge(t, dir, name, map[string]any{"token": "NOBODYS", "gpus": 2, "pid": pid, "start": startTime(pid),
+			"created": created, "uid": 0})
+		if err := os.Chown(filepath.Join(dir, name), nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := Waiters(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Waiter{{Position: 1, UID: nobody, GPUs: 2, Since: created, PID: theirs}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Waiters() (-want +got):\n%s", diff)
 	}
 }
