@@ -91,6 +91,7 @@ func NewRootCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 		newCreateCommand(dockerCLI, deps, st),
 		newPresetsCommand(dockerCLI, deps, st),
 		newGpusCommand(dockerCLI, deps),
+		newQueueCommand(dockerCLI, deps),
 		newDoctorCommand(dockerCLI, deps, st),
 	)
 	return withStatus(cmd)
