@@ -174,6 +174,14 @@ func (a Assessment) Describe() string {
 	return fmt.Sprintf("GPU %d held by %s", a.Index, strings.Join(who, ", "))
 }
 
+// ClaimedUser names the pending claim's user; "" when there is none.
+func (a Assessment) ClaimedUser() string {
+	if a.Lease == nil {
+		return ""
+	}
+	return holders.UserName(strconv.Itoa(a.Lease.UID))
+}
+
 // ClaimedBy names the pending claim's process and user, "dave (pid 812)";
 // "" when there is none.
 func (a Assessment) ClaimedBy() string {

@@ -3,6 +3,7 @@ package alloc
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -198,4 +199,70 @@ func heldBy(uid int, assessed []Assessment, leases []ledger.Lease, grants []ledg
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Filter states: what `gpus --filter state=…` matches, beyond the states
+// themselves.
+var filterStates = map[string]func(Assessment) bool{
+	StateFree: func(a Assessment) bool { return a.State == StateFree },
+	StateBusy: func(a Assessment) bool { return a.State == StateBusy || a.State == StateBusyReserved },
+	StateReserved: func(a Assessment) bool {
+		return a.State == StateReserved || a.State == StateBusyReserved || a.State == StateExpired
+	},
+	StateExpired: func(a Assessment) bool { return a.State == StateExpired },
+	StateUnknown: func(a Assessment) bool { return a.State == StateUnknown },
+	// idle: known to have no compute process now.
+	"idle": func(a Assessment) bool { return a.Known("processes") && len(a.Processes) == 0 },
+}
+
+// FilterStates are the values of `gpus --filter state=…`.
+func FilterStates() []string { return slices.Sorted(maps.Keys(filterStates)) }
+
+// InState reports whether a matches the filter state s (see FilterStates):
+// busy includes busy+reserved, reserved includes busy+reserved and expired.
+func (a Assessment) InState(s string) bool {
+	f, ok := filterStates[s]
+	return ok && f(a)
+}
+
+// HeldSince is when the GPU was first taken by its holders that tell when:
+// the containers (created), and a pending claim; zero when none does.
+func HeldSince(a Assessment) time.Time {
+	var t time.Time
+	take := func(s time.Time) {
+		if !s.IsZero() && (t.IsZero() || s.Before(t)) {
+			t = s
+		}
+	}
+	for _, h := range a.Holders {
+		take(h.Since)
+	}
+	if a.Lease != nil {
+		take(a.Lease.Created)
+	}
+	return t
+}
+
+// HolderLine is a holder as `gpus` lists it: NameWithUser, then its
+// container's state, "sees all GPUs" and "no claim" where they apply:
+// "ngc (bob, running, sees all GPUs, no claim)".
+func HolderLine(h holders.Holder, trunc bool) string {
+	var notes []string
+	if h.State != "" {
+		notes = append(notes, string(h.State))
+	}
+	if h.SeesAll {
+		notes = append(notes, "sees all GPUs")
+	}
+	if h.Unclaimed() {
+		notes = append(notes, "no claim")
+	}
+	line := NameWithUser(h, trunc)
+	if len(notes) == 0 {
+		return line
+	}
+	if strings.HasSuffix(line, ")") {
+		return strings.TrimSuffix(line, ")") + ", " + strings.Join(notes, ", ") + ")"
+	}
+	return line + " (" + strings.Join(notes, ", ") + ")"
 }

@@ -33,6 +33,9 @@ type assessmentJSON struct {
 	State              string            `json:"state"`
 	Holders            []holderJSON      `json:"holders"`
 	Claim              *claimJSON        `json:"claim"`
+	HeldSince          *time.Time        `json:"held_since"`
+	Accounting         *bool             `json:"accounting"`
+	IdleSince          *time.Time        `json:"idle_since"`
 	Errors             map[string]string `json:"errors,omitempty"`
 }
 
@@ -59,6 +62,9 @@ type holderJSON struct {
 	Since         *time.Time `json:"since"`
 	Stale         bool       `json:"stale"`
 	OtherDaemon   bool       `json:"other_daemon"`
+	State         string     `json:"state"`
+	SeesAll       bool       `json:"sees_all"`
+	Unclaimed     bool       `json:"unclaimed"`
 }
 
 // ifKnown returns &v, or nil when the query q failed.
@@ -84,6 +90,9 @@ func newAssessmentJSON(s Assessment) assessmentJSON {
 		MIGEnabled:         ifKnown(d, "mig", d.MIGEnabled),
 		State:              s.State,
 		Holders:            []holderJSON{},
+		HeldSince:          ifSet(HeldSince(s)),
+		Accounting:         ifKnown(d, "accounting", d.Accounting),
+		IdleSince:          ifSet(s.IdleSince),
 		Errors:             d.Errors,
 	}
 	if d.NUMANode >= 0 {
@@ -103,6 +112,7 @@ func newAssessmentJSON(s Assessment) assessmentJSON {
 			ContainerID: h.ContainerID, ContainerName: h.ContainerName, User: h.User,
 			PIDs: append([]int{}, h.PIDs...), ByProcess: h.ByProcess, ByReservation: h.ByReservation,
 			Since: ifSet(h.Since), Stale: h.Stale, OtherDaemon: h.OtherDaemon,
+			State: string(h.State), SeesAll: h.SeesAll, Unclaimed: h.Unclaimed(),
 		})
 	}
 	if l := s.Lease; l != nil {

@@ -3,65 +3,91 @@ package commands
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/command/formatter"
 	flagsHelper "github.com/docker/cli/cli/flags"
+	"github.com/docker/cli/opts"
 	"github.com/spf13/cobra"
 
 	"github.com/perceptron/docker-perceptron/internal/alloc"
 	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/holders"
 	"github.com/perceptron/docker-perceptron/internal/ledger"
+	"github.com/perceptron/docker-perceptron/internal/presets"
 )
 
 type gpusOptions struct {
 	format  string
 	quiet   bool
 	noTrunc bool
+	filter  opts.FilterOpt
+	watch   string
 }
 
 func newGpusCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
-	var opts gpusOptions
+	o := gpusOptions{filter: opts.NewFilterOpt()}
 	cmd := &cobra.Command{
 		Use:   "gpus [OPTIONS]",
 		Short: "List the host's GPUs and who holds them",
 		Args:  cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runGpus(cmd.Context(), dockerCLI, deps, opts)
+			return runGpus(cmd.Context(), dockerCLI, deps, o)
 		},
 	}
 	flags := cmd.Flags()
-	flags.StringVar(&opts.format, "format", "", flagsHelper.FormatHelp)
-	flags.BoolVarP(&opts.quiet, "quiet", "q", false, "only show GPU indexes (UUIDs with --no-trunc)")
-	flags.BoolVar(&opts.noTrunc, "no-trunc", false, "don't truncate output, and show GPU UUIDs")
+	flags.StringVar(&o.format, "format", "", flagsHelper.FormatHelp)
+	flags.BoolVarP(&o.quiet, "quiet", "q", false, "Only show GPU indexes (UUIDs with --no-trunc)")
+	flags.BoolVar(&o.noTrunc, "no-trunc", false, "Don't truncate output, and show GPU UUIDs")
+	flags.VarP(&o.filter, "filter", "f", "Filter output based on conditions provided: state=free|busy|reserved|expired|idle|unknown, user=NAME, holder=CONTAINER")
+	flags.StringVar(&o.watch, "watch", "", "Redraw the list every `INTERVAL` (2s when given alone) until interrupted")
+	flags.Lookup("watch").NoOptDefVal = "2s"
 	return cmd
 }
 
-func runGpus(ctx context.Context, dockerCLI command.Cli, deps Deps, opts gpusOptions) error {
+func runGpus(ctx context.Context, dockerCLI command.Cli, deps Deps, o gpusOptions) error {
+	match, err := gpuFilter(o.filter.Value())
+	if err != nil {
+		return err
+	}
+	if o.watch == "" {
+		return showGpus(ctx, dockerCLI, deps, o, match, dockerCLI.Out())
+	}
+	every, err := time.ParseDuration(o.watch)
+	if err != nil || every < 100*time.Millisecond {
+		return fmt.Errorf("invalid --watch %s: use an interval such as 2s or 500ms", presets.Echo(o.watch))
+	}
+	return watchGpus(ctx, dockerCLI, deps, o, match, every)
+}
+
+// showGpus prints the list once to out.
+func showGpus(ctx context.Context, dockerCLI command.Cli, deps Deps, o gpusOptions, match func(alloc.Assessment) bool, out io.Writer) error {
 	inv, err := gpus.LoadFrom(deps.NVML)
 	if err != nil {
 		return err
 	}
 	assessed, seeErr := assessGPUs(ctx, dockerCLI, deps, inv)
+	shown := slices.DeleteFunc(assessed, func(a alloc.Assessment) bool { return !match(a) })
 
-	source := opts.format
+	source := o.format
 	if source == "" {
 		source = formatter.TableFormatKey
 	}
-	if source == formatter.TableFormatKey && !opts.quiet {
-		_, _ = fmt.Fprintf(dockerCLI.Out(), "Driver %s, CUDA %s\n", orUnknown(inv.DriverVersion), orUnknown(inv.CUDAVersion))
+	if source == formatter.TableFormatKey && !o.quiet {
+		_, _ = fmt.Fprintf(out, "Driver %s, CUDA %s\n", orUnknown(inv.DriverVersion), orUnknown(inv.CUDAVersion))
 	}
 	fmtCtx := formatter.Context{
-		Output: dockerCLI.Out(),
-		Format: newGpuFormat(source, opts.quiet, opts.noTrunc),
-		Trunc:  !opts.noTrunc,
+		Output: out,
+		Format: newGpuFormat(source, o.quiet, o.noTrunc),
+		Trunc:  !o.noTrunc,
 	}
-	if err := gpuWrite(fmtCtx, assessed); err != nil {
+	if err := gpuWrite(fmtCtx, shown, deps.Now()); err != nil {
 		return err
 	}
 	return seeErr
@@ -90,7 +116,9 @@ func assessGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, inv gpus.
 	if err != nil {
 		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v; pending GPU claims are not shown\n", err)
 	}
-	return alloc.Assess(inv, held, leases, alloc.DefaultThresholds()), seeErr
+	site := loadPolicy(dockerCLI, deps)
+	assessed := alloc.Assess(inv, held, leases, alloc.SiteThresholds(site))
+	return alloc.Expire(assessed, site.MaxIdle, deps.Now()), seeErr
 }
 
 // cannotSeeError is a gpus listing that could not tell who holds the GPUs.
@@ -110,8 +138,8 @@ func orUnknown(s string) string {
 }
 
 const (
-	defaultGpuTableFormat        = "table {{.Index}}\t{{.Name}}\t{{.Memory}}\t{{.Util}}\t{{.Temp}}\t{{.State}}\t{{.UsedBy}}"
-	defaultGpuTableFormatNoTrunc = "table {{.Index}}\t{{.UUID}}\t{{.Name}}\t{{.Memory}}\t{{.Util}}\t{{.Temp}}\t{{.State}}\t{{.UsedBy}}"
+	defaultGpuTableFormat        = "table {{.Index}}\t{{.Name}}\t{{.Memory}}\t{{.Util}}\t{{.Temp}}\t{{.State}}\t{{.Held}}\t{{.Idle}}\t{{.UsedBy}}"
+	defaultGpuTableFormatNoTrunc = "table {{.Index}}\t{{.UUID}}\t{{.Name}}\t{{.Memory}}\t{{.Util}}\t{{.Temp}}\t{{.State}}\t{{.Held}}\t{{.Idle}}\t{{.UsedBy}}"
 )
 
 // newGpuFormat returns the format for the gpus list: quiet prints indexes
@@ -130,17 +158,18 @@ func newGpuFormat(source string, quiet, noTrunc bool) formatter.Format {
 	return formatter.Format(source)
 }
 
-func gpuWrite(fmtCtx formatter.Context, statuses []alloc.Assessment) error {
+func gpuWrite(fmtCtx formatter.Context, statuses []alloc.Assessment, now time.Time) error {
 	header := &gpuContext{}
 	header.Header = formatter.SubHeaderContext{
 		"Index": "INDEX", "UUID": "UUID", "Name": formatter.NameHeader, "PCIBusID": "PCI BUS ID",
 		"Memory": "MEMORY", "MemoryUsed": "MEMORY USED", "MemoryTotal": "MEMORY TOTAL",
 		"Util": "UTIL", "Temp": "TEMP", "Power": "POWER", "MIG": "MIG", "NUMA": "NUMA",
 		"NVLink": "NVLINK", "PIDs": "PIDS", "State": formatter.StateHeader, "UsedBy": "USED BY",
+		"Held": "HELD", "Idle": "IDLE", "MemoryBar": "MEMORY", "UtilBar": "UTIL",
 	}
 	return fmtCtx.Write(header, func(format func(formatter.SubContext) error) error {
 		for _, s := range statuses {
-			if err := format(&gpuContext{s: s, trunc: fmtCtx.Trunc}); err != nil {
+			if err := format(&gpuContext{s: s, trunc: fmtCtx.Trunc, now: now}); err != nil {
 				return err
 			}
 		}
@@ -153,6 +182,7 @@ type gpuContext struct {
 	formatter.HeaderContext
 	s     alloc.Assessment
 	trunc bool
+	now   time.Time
 }
 
 const unknownValue = "-"
@@ -220,18 +250,67 @@ func (c *gpuContext) PIDs() string {
 
 func (c *gpuContext) State() string { return c.s.State }
 
-// UsedBy names the holders: "name (user)" for a container, "pid N (user)"
-// for a process outside containers, "claim of user (pid N)" for another
-// docker perceptron creating its container.
+// UsedBy names the holders: "name (user, state)" for a container, "pid N
+// (user)" for a process outside containers, "claim of user (pid N)" for
+// another docker perceptron creating its container; a holder that uses
+// the GPU without naming it says "no claim", one that sees every GPU says
+// so.
 func (c *gpuContext) UsedBy() string {
 	parts := make([]string, 0, len(c.s.Holders))
 	for _, h := range c.s.Holders {
-		parts = append(parts, alloc.NameWithUser(h, c.trunc))
+		parts = append(parts, alloc.HolderLine(h, c.trunc))
 	}
 	if c.s.Lease != nil {
 		parts = append(parts, "claim of "+c.s.ClaimedBy())
 	}
 	return strings.Join(parts, ", ")
+}
+
+// MemoryBar and UtilBar draw memory use and utilisation as bars of ten
+// cells: "[######    ] 60%".
+func (c *gpuContext) MemoryBar() string {
+	if !c.known("memory") || c.s.MemoryTotalMiB == 0 {
+		return unknownValue
+	}
+	return bar(int(c.s.MemoryUsedMiB * 100 / c.s.MemoryTotalMiB))
+}
+
+func (c *gpuContext) UtilBar() string {
+	if !c.known("utilization") {
+		return unknownValue
+	}
+	return bar(c.s.UtilizationPercent)
+}
+
+func bar(percent int) string {
+	percent = min(max(percent, 0), 100)
+	n := (percent + 5) / 10
+	return fmt.Sprintf("[%s%s] %d%%", strings.Repeat("#", n), strings.Repeat(" ", 10-n), percent)
+}
+
+// Held is how long the GPU has been held: since its oldest holder (a
+// container, or a pending claim) took it; "-" when nothing holds it, or
+// only host processes, whose start is not looked up.
+func (c *gpuContext) Held() string {
+	since := alloc.HeldSince(c.s)
+	if since.IsZero() {
+		return unknownValue
+	}
+	return alloc.Round(c.now.Sub(since))
+}
+
+// Idle is how long the GPU has had no compute process: "in use" when it
+// has one, the time by NVML's accounting, else "no process now".
+func (c *gpuContext) Idle() string {
+	switch {
+	case !c.known("processes"):
+		return unknownValue
+	case len(c.s.Processes) > 0:
+		return "in use"
+	case c.s.IdleSource != alloc.IdleNone:
+		return alloc.Round(c.now.Sub(c.s.IdleSince))
+	}
+	return "no process now"
 }
 
 // MarshalJSON is the --format json object (see alloc.Assessment.MarshalJSON).

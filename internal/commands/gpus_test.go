@@ -21,6 +21,7 @@ import (
 	"github.com/moby/moby/api/types/system"
 	"github.com/moby/moby/client"
 	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/golden"
 
 	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
@@ -53,7 +54,8 @@ func (f *fakeContainerAPI) Ping(context.Context, client.PingOptions) (client.Pin
 func (f *fakeContainerAPI) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
 	var res client.ContainerListResult
 	for _, c := range f.containers {
-		res.Items = append(res.Items, container.Summary{ID: c.ID, Names: []string{c.Name}, State: c.State.Status, Labels: c.Config.Labels})
+		created, _ := time.Parse(time.RFC3339, c.Created)
+		res.Items = append(res.Items, container.Summary{ID: c.ID, Names: []string{c.Name}, State: c.State.Status, Labels: c.Config.Labels, Created: created.Unix()})
 	}
 	return res, f.listErr
 }
@@ -80,6 +82,9 @@ const (
 
 func intPtr(n int) *int { return &n }
 
+// gpusNow is the clock of the gpus tests.
+var gpusNow = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+
 // gpusHost is four H100s: GPU 1 runs alice's "train" container (which
 // reserved GPUs 1 and 2), GPU 3 is reserved by bob's created "eval" (by
 // NVIDIA_VISIBLE_DEVICES under the nvidia runtime) and has an idle CUDA
@@ -103,6 +108,12 @@ func gpusHost(t *testing.T) (gpustest.Spec, *fakeContainerAPI, string) {
 	spec.GPUs[1].MemoryUsedMiB, spec.GPUs[1].UtilizationPercent, spec.GPUs[1].PowerW = 40960, 98, 650
 	spec.GPUs[1].Processes = []gpustest.Process{{PID: 4242, UsedMemoryMiB: 40000}}
 	spec.GPUs[3].MemoryUsedMiB = 600
+	// NVML's accounting is on for GPUs 2 and 3: GPU 2's last process ended
+	// 2 hours ago, GPU 3's before eval was created (26 hours ago).
+	ended := func(ago time.Duration) *gpustest.Accounting {
+		return &gpustest.Accounting{Processes: []gpustest.AccountedProcess{{PID: 7, Start: gpusNow.Add(-ago - time.Hour), Seconds: 3600}}}
+	}
+	spec.GPUs[2].Accounting, spec.GPUs[3].Accounting = ended(2*time.Hour), ended(30*time.Hour)
 
 	proc := t.TempDir()
 	for pid, cgroup := range map[string]string{
@@ -116,14 +127,14 @@ func gpusHost(t *testing.T) (gpustest.Spec, *fakeContainerAPI, string) {
 
 	api := &fakeContainerAPI{defaultRuntime: "runc", containers: []container.InspectResponse{
 		{
-			ID: trainID, Name: "/train", State: &container.State{Status: container.StateRunning},
+			ID: trainID, Name: "/train", State: &container.State{Status: container.StateRunning}, Created: gpusNow.Add(-3 * time.Hour).Format(time.RFC3339),
 			Config: &container.Config{Labels: map[string]string{labels.User: "alice"}},
 			HostConfig: &container.HostConfig{Resources: container.Resources{DeviceRequests: []container.DeviceRequest{
 				{DeviceIDs: []string{"1", "2"}, Capabilities: [][]string{{"gpu"}}},
 			}}},
 		},
 		{
-			ID: evalID, Name: "/eval", State: &container.State{Status: container.StateCreated},
+			ID: evalID, Name: "/eval", State: &container.State{Status: container.StateCreated}, Created: gpusNow.Add(-26 * time.Hour).Format(time.RFC3339),
 			Config:     &container.Config{User: "bob", Env: []string{"NVIDIA_VISIBLE_DEVICES=" + spec.GPUs[3].UUID}},
 			HostConfig: &container.HostConfig{Runtime: "nvidia"},
 		},
@@ -153,6 +164,7 @@ func gpusCLI(t *testing.T, spec gpustest.Spec, api client.APIClient, proc string
 	deps.ProcRoot = proc
 	deps.CachePath = filepath.Join(t.TempDir(), "cache", "reservations.json")
 	deps.StateDir = filepath.Join(t.TempDir(), "state")
+	deps.PolicyPath = ""
 	return dockerCLI, out, errOut, deps
 }
 
@@ -166,7 +178,7 @@ func TestGpusShowsPendingClaim(t *testing.T) {
 	assert.NilError(t, ledger.WriteLease(deps.StateDir, l))
 	assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "--format", "{{.Index}} {{.State}} {{.UsedBy}}"))
 	me := holders.UserName(strconv.Itoa(os.Geteuid()))
-	assert.Equal(t, out.String(), fmt.Sprintf("0 free \n1 busy pid 4242\n2 reserved claim of %s (pid %d)\n3 free \n", me, os.Getpid()))
+	assert.Equal(t, out.String(), fmt.Sprintf("0 free \n1 busy pid 4242 (no claim)\n2 reserved claim of %s (pid %d)\n3 free \n", me, os.Getpid()))
 	assert.Equal(t, errOut.String(), "")
 }
 
@@ -187,11 +199,13 @@ func TestGpusOutput(t *testing.T) {
 		{name: "quiet-no-trunc", args: []string{"-q", "--no-trunc"}},
 		{name: "template", args: []string{"--format", "{{.Index}} {{.UUID}} {{.PCIBusID}} {{.Power}} {{.MIG}} {{.NUMA}} {{.NVLink}} {{.PIDs}} {{.State}}"}},
 		{name: "table-template", args: []string{"--format", "table {{.Index}}\t{{.MemoryUsed}}\t{{.MemoryTotal}}\t{{.UsedBy}}"}},
+		{name: "bars", args: []string{"--format", "table {{.Index}}\t{{.MemoryBar}}\t{{.UtilBar}}\t{{.Held}}\t{{.Idle}}"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			spec, api, proc := gpusHost(t)
 			dockerCLI, out, errOut, deps := gpusCLI(t, spec, api, proc)
+			deps.Now = func() time.Time { return gpusNow }
 			assert.NilError(t, runGpusCmd(t, dockerCLI, deps, tc.args...))
 			assert.Equal(t, errOut.String(), "")
 			golden.Assert(t, out.String(), "gpus-"+tc.name+".golden")
@@ -294,4 +308,86 @@ func TestGpusCache(t *testing.T) {
 	assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "-q"))
 	assert.Equal(t, int(api.inspects.Load()), 2*len(api.containers))
 	assert.Equal(t, out.String(), "0\n1\n2\n3\n")
+}
+
+// --filter as docker ps: values of one key match any, keys all.
+func TestGpusFilter(t *testing.T) {
+	tests := []struct {
+		filters []string
+		want    string
+	}{
+		{filters: []string{"state=reserved"}, want: "1\n2\n3\n"},
+		{filters: []string{"state=busy"}, want: "0\n1\n"},
+		{filters: []string{"state=idle"}, want: "2\n3\n"},
+		{filters: []string{"state=free"}, want: ""},
+		{filters: []string{"user=alice"}, want: "1\n2\n"},
+		{filters: []string{"user=alice", "user=bob"}, want: "1\n2\n3\n"},
+		{filters: []string{"holder=eval"}, want: "3\n"},
+		{filters: []string{"holder=" + trainID[:6]}, want: "1\n2\n"},
+		{filters: []string{"state=busy", "user=alice"}, want: "1\n"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.filters, ","), func(t *testing.T) {
+			spec, api, proc := gpusHost(t)
+			dockerCLI, out, _, deps := gpusCLI(t, spec, api, proc)
+			args := []string{"-q"}
+			for _, f := range tc.filters {
+				args = append(args, "--filter", f)
+			}
+			assert.NilError(t, runGpusCmd(t, dockerCLI, deps, args...))
+			assert.Equal(t, out.String(), tc.want)
+		})
+	}
+	for arg, want := range map[string]string{
+		"state=gone": "invalid filter 'state=gone': use one of busy, expired, free, idle, reserved, unknown",
+		"colour=red": "invalid filter 'colour': use state, user or holder",
+		"nonsense":   "bad format of filter (expected name=value)",
+	} {
+		spec, api, proc := gpusHost(t)
+		dockerCLI, _, _, deps := gpusCLI(t, spec, api, proc)
+		assert.Check(t, is.ErrorContains(runGpusCmd(t, dockerCLI, deps, "--filter", arg), want))
+	}
+}
+
+// With the site's max-idle, a reservation idle for longer shows expired,
+// and its holder stays named.
+func TestGpusPolicyExpired(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the policy file must be root's")
+	}
+	spec, api, proc := gpusHost(t)
+	dockerCLI, out, errOut, deps := gpusCLI(t, spec, api, proc)
+	deps.Now = func() time.Time { return gpusNow }
+	deps.PolicyPath = filepath.Join(t.TempDir(), "policy.yaml")
+	assert.NilError(t, os.WriteFile(deps.PolicyPath, []byte("max-idle: 24h\n"), 0o644))
+	assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "--format", "{{.Index}} {{.State}} {{.Idle}} {{.UsedBy}}"))
+	assert.Equal(t, errOut.String(), "")
+	assert.Equal(t, out.String(), "0 busy in use pid 555 (root, no claim)\n1 busy+reserved in use train (alice, running)\n2 reserved 2h train (alice, running)\n3 expired 26h eval (bob, created)\n")
+
+	// A policy others can write is ignored, and said so.
+	assert.NilError(t, os.Chmod(deps.PolicyPath, 0o666))
+	out.Reset()
+	assert.NilError(t, runGpusCmd(t, dockerCLI, deps, "-q", "--filter", "state=expired"))
+	assert.Equal(t, out.String(), "")
+	assert.Check(t, is.Contains(errOut.String(), "WARNING: site policy ignored: "+deps.PolicyPath+" is writable by others (mode 0666)"))
+}
+
+// --watch redraws until interrupted; on a pipe, one list after another.
+func TestGpusWatch(t *testing.T) {
+	spec, api, proc := gpusHost(t)
+	dockerCLI, out, _, deps := gpusCLI(t, spec, api, proc)
+	cmd := NewRootCommand(dockerCLI, deps)
+	cmd.PersistentPreRunE = nil
+	cmd.SetArgs([]string{"gpus", "--watch=100ms", "-q"})
+	ctx, cancel := context.WithTimeout(t.Context(), 350*time.Millisecond)
+	defer cancel()
+	assert.NilError(t, cmd.ExecuteContext(ctx))
+	draws := strings.Count(out.String(), "Every 100ms: docker perceptron gpus")
+	assert.Check(t, draws >= 2, "%d draws:\n%s", draws, out.String())
+	assert.Check(t, is.Equal(strings.Count(out.String(), "0\n1\n2\n3\n"), draws))
+
+	for _, bad := range []string{"soon", "1ms"} {
+		err := runGpusCmd(t, dockerCLI, deps, "--watch="+bad)
+		assert.Check(t, is.ErrorContains(err, `invalid --watch "`+bad+`": use an interval such as 2s or 500ms`))
+	}
 }
