@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/perceptron/docker-perceptron/internal/ledger"
+	"github.com/perceptron/docker-perceptron/internal/policy"
 	"github.com/perceptron/docker-perceptron/internal/preflight"
 	"github.com/perceptron/docker-perceptron/internal/presets"
 )
@@ -49,6 +50,7 @@ func runDoctor(ctx context.Context, dockerCLI command.Cli, deps Deps, st *stock,
 		}),
 		StateDir: ledger.StatDir(deps.StateDir),
 		Presets:  checkPresetFiles(deps, st),
+		Policy:   policyFacts(deps),
 	}
 	return reportDoctor(dockerCLI, opts.format, preflight.Doctor(facts))
 }
@@ -134,4 +136,13 @@ func writeDoctorJSON(w io.Writer, findings []preflight.Finding) error {
 		}
 	}
 	return nil
+}
+
+// policyFacts loads the site's policy for doctor.
+func policyFacts(deps Deps) preflight.PolicyFacts {
+	f := preflight.PolicyFacts{Path: deps.PolicyPath}
+	if deps.PolicyPath != "" {
+		f.Policy, f.Err = policy.Load(deps.PolicyPath)
+	}
+	return f
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/docker/cli/cli"
@@ -22,6 +24,7 @@ import (
 	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/gpus/gpustest"
 	"github.com/perceptron/docker-perceptron/internal/ledger"
+	"github.com/perceptron/docker-perceptron/internal/policy"
 	"github.com/perceptron/docker-perceptron/internal/preflight"
 )
 
@@ -60,6 +63,7 @@ func healthyFacts(t *testing.T) preflight.DoctorFacts {
 			Files: []preflight.PresetFile{{Path: "/etc/docker/perceptron/presets.yaml", Exists: true}, {Path: "/home/me/.docker/perceptron/presets.yaml"}},
 			Count: 7,
 		},
+		Policy: preflight.PolicyFacts{Path: policy.DefaultPath},
 	}
 }
 
@@ -115,6 +119,30 @@ func TestBuildDoctorReport(t *testing.T) {
 				f := healthyFacts(t)
 				f.Host.Daemon.DefaultRuntime = "nvidia"
 				f.Host.Toolkit = preflight.ToolkitConfig{Path: preflight.DefaultToolkitConfig, Exists: true, EnvvarUnprivileged: true}
+				return f
+			},
+		},
+		{
+			// A site policy with quotas and max-idle; accounting is on
+			// for some GPUs only.
+			name: "policy",
+			facts: func(t *testing.T) preflight.DoctorFacts {
+				f := healthyFacts(t)
+				two, hours := 2, 4*time.Hour
+				f.Policy.Policy = policy.Policy{Path: policy.DefaultPath, MaxIdle: hours,
+					MaxGPUs: policy.Limits{Default: &two, Users: map[string]int{"alice": 4}, Groups: map[string]int{"phd": 3}}}
+				for i := range 6 {
+					f.Host.Inventory.Devices[i].Accounting = true
+				}
+				return f
+			},
+		},
+		{
+			// A policy file that another user could have written.
+			name: "policy-ignored",
+			facts: func(t *testing.T) preflight.DoctorFacts {
+				f := healthyFacts(t)
+				f.Policy.Err = fmt.Errorf("%w: %s is writable by others (mode 0666); make it owned by root and not writable by others (chown root:root, chmod 644)", policy.ErrIgnored, policy.DefaultPath)
 				return f
 			},
 		},

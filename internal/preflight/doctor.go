@@ -17,6 +17,7 @@ type DoctorFacts struct {
 	Host     Host // gathered with NVML and /dev
 	StateDir ledger.DirState
 	Presets  PresetFacts
+	Policy   PolicyFacts
 }
 
 // PresetFacts describes the preset files.
@@ -46,6 +47,10 @@ func Doctor(f DoctorFacts) []Finding {
 		)
 	}
 	out = append(out, nvmlFindings(f)...)
+	if a, ok := accountingFinding(f.Host.Inventory, f.Policy.Policy.MaxIdle); ok && f.Host.NVMLErr == nil {
+		out = append(out, a)
+	}
+	out = append(out, policyFinding(f.Policy))
 	out = append(out, stateDirFinding(f.StateDir))
 	out = append(out, presetsFinding(f.Presets))
 	return out
