@@ -391,3 +391,35 @@ func TestGpusWatch(t *testing.T) {
 		assert.Check(t, is.ErrorContains(err, `invalid --watch "`+bad+`": use an interval such as 2s or 500ms`))
 	}
 }
+
+// policy shows the site's policy and the asking user's own limit.
+func TestPolicyCommand(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the policy file must be root's")
+	}
+	spec, api, proc := gpusHost(t)
+	dockerCLI, out, _, deps := gpusCLI(t, spec, api, proc)
+	deps.User = func() string { return "alice" }
+	deps.PolicyPath = filepath.Join(t.TempDir(), "policy.yaml")
+	assert.NilError(t, runPolicyCmd(t, dockerCLI, deps))
+	assert.Equal(t, out.String(), "Site policy: none (no file at "+deps.PolicyPath+")\nYour limit (alice): none\n"+
+		"A GPU is free with at most 1024 MiB of memory used and 10% utilisation, and no process\n")
+
+	assert.NilError(t, os.WriteFile(deps.PolicyPath, []byte("max-gpus: {default: 1, users: {alice: 3}}\nmax-idle: 4h\nfree: {max-util: 5}\n"), 0o644))
+	out.Reset()
+	assert.NilError(t, runPolicyCmd(t, dockerCLI, deps))
+	assert.Equal(t, out.String(), "Site policy: "+deps.PolicyPath+"\n at most 1 GPU(s) per user through --gpus auto (alice 3); max-idle 4h; free GPU: at most 5% utilised\n"+
+		"Your limit (alice): at most 3 GPU(s) through --gpus auto (user alice)\n"+
+		"Idle limit: a reservation whose GPUs had no process for 4h may be given to others\n"+
+		"A GPU is free with at most 1024 MiB of memory used and 5% utilisation, and no process\n")
+
+	out.Reset()
+	assert.NilError(t, runPolicyCmd(t, dockerCLI, deps, "--format", "json"))
+	assert.Equal(t, out.String(), `{"path":"`+deps.PolicyPath+`","in_force":true,"summary":"at most 1 GPU(s) per user through --gpus auto (alice 3); max-idle 4h; free GPU: at most 5% utilised","your_limit":3,"limit_rule":"user alice","max_idle":"4h","free_max_memory_mib":1024,"free_max_util_percent":5}`+"\n")
+	assert.Check(t, is.ErrorContains(runPolicyCmd(t, dockerCLI, deps, "--format", "yaml"), `invalid --format "yaml": use json`))
+}
+
+func runPolicyCmd(t *testing.T, dockerCLI command.Cli, deps Deps, args ...string) error {
+	t.Helper()
+	return execute(t, dockerCLI, deps, append([]string{"policy"}, args...)...)
+}

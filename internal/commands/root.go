@@ -92,6 +92,7 @@ func NewRootCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 		newPresetsCommand(dockerCLI, deps, st),
 		newGpusCommand(dockerCLI, deps),
 		newQueueCommand(dockerCLI, deps),
+		newPolicyCommand(dockerCLI, deps),
 		newDoctorCommand(dockerCLI, deps, st),
 	)
 	return withStatus(cmd)
