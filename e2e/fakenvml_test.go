@@ -16,6 +16,9 @@ type (
 	FakeNVML    = gpustest.Spec
 	FakeGPU     = gpustest.GPU
 	FakeProcess = gpustest.Process
+	// FakeAccounting is NVML's accounting of a GPU's processes.
+	FakeAccounting       = gpustest.Accounting
+	FakeAccountedProcess = gpustest.AccountedProcess
 )
 
 // sampleNVML returns an inventory of n idle 80 GB GPUs without NVLink, driver

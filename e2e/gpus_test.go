@@ -21,6 +21,9 @@ type gpusLine struct {
 		PIDs          []int  `json:"pids"`
 		ByProcess     bool   `json:"by_process"`
 		ByReservation bool   `json:"by_reservation"`
+		State         string `json:"state"`
+		SeesAll       bool   `json:"sees_all"`
+		Unclaimed     bool   `json:"unclaimed"`
 	} `json:"holders"`
 }
 
@@ -81,7 +84,7 @@ func TestGpusProcessHolder(t *testing.T) {
 
 		name := gpusContainerName(e, id)
 		got := gpusUsage(t, e)
-		want := []string{"0|free|", "1|busy|" + name + " (root)", "2|free|", "3|free|"}
+		want := []string{"0|free|", "1|busy|" + name + " (root, running, no claim)", "2|free|", "3|free|"}
 		if !slices.Equal(got, want) {
 			t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
@@ -101,7 +104,7 @@ func TestGpusDockerGPUs(t *testing.T) {
 
 		name := gpusContainerName(e, id)
 		got := gpusUsage(t, e)
-		want := []string{"0|free|", "1|free|", "2|reserved|" + name, "3|free|"}
+		want := []string{"0|free|", "1|free|", "2|reserved|" + name + " (running)", "3|free|"}
 		if !slices.Equal(got, want) {
 			t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
@@ -136,7 +139,7 @@ func TestGpusPerceptronRun(t *testing.T) {
 		for i, line := range got {
 			want := strconv.Itoa(i) + "|free|"
 			if i == idx {
-				want = strconv.Itoa(i) + "|reserved|" + name + " (" + user + ")"
+				want = strconv.Itoa(i) + "|reserved|" + name + " (" + user + ", running)"
 			}
 			if line != want {
 				t.Errorf("GPU %d: got %q, want %q", i, line, want)

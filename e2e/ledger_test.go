@@ -87,7 +87,7 @@ func TestLedgerStaleContainer(t *testing.T) {
 		"--gpus", `"device=`+uuid(spec, 0)+`"`, testImage, "sleep", "600")
 	mustFail(t, e, 125, "GPU 0 held by container orphan", "perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
 	time.Sleep(3 * time.Second)
-	if got := gpusUsage(t, e); len(got) != 1 || got[0] != "0|free|orphan (stale)" {
+	if got := gpusUsage(t, e); len(got) != 1 || got[0] != "0|free|orphan (stale, created)" {
 		t.Errorf("gpus: %q, want the GPU free and the container stale", got)
 	}
 	e.MustDocker("perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")

@@ -193,8 +193,8 @@ func parse(data []byte) (Policy, error) {
 	}
 	if f.MaxIdle != "" {
 		d, err := time.ParseDuration(f.MaxIdle)
-		if err != nil || d < time.Minute {
-			return Policy{}, fmt.Errorf("invalid max-idle %q: use a duration of a minute or more, such as 4h or 90m", f.MaxIdle)
+		if err != nil || d <= 0 {
+			return Policy{}, fmt.Errorf("invalid max-idle %q: use a duration such as 4h or 90m", f.MaxIdle)
 		}
 		p.MaxIdle = d
 	}

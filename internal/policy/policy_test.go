@@ -70,7 +70,7 @@ free:
 		{"max-gpus: {default: -1}\n", "invalid max-gpus default -1"},
 		{"max-gpus: {users: {bob: -2}}\n", "invalid max-gpus users bob: -2"},
 		{"max-idle: soon\n", `invalid max-idle "soon"`},
-		{"max-idle: 10s\n", "a minute or more"},
+		{"max-idle: -1h\n", `invalid max-idle "-1h": use a duration such as 4h or 90m`},
 		{"free: {max-memory: lots}\n", `invalid free max-memory "lots"`},
 		{"free: {max-util: 120}\n", `invalid free max-util "120"`},
 		{"max-gpus: [1]\n", "invalid YAML"},
