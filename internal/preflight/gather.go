@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/perceptron/docker-perceptron/internal/ngc"
+
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/moby/moby/client"
 
@@ -154,7 +156,7 @@ func GatherForRun(ctx context.Context, q RunQuestions) (Host, error) {
 			if err != nil || img.Config == nil {
 				return nil, err
 			}
-			return &ImageInfo{Env: img.Config.Env}, nil
+			return &ImageInfo{Ref: q.Image, Env: img.Config.Env}, nil
 		}
 		if IsLocalHost(q.DockerHost) {
 			src.NVML = q.NVML
@@ -184,7 +186,17 @@ func (h Host) Apply(in *Input) {
 	if h.NVMLErr == nil {
 		in.HostCUDA, in.HostDriver = h.Inventory.CUDAVersion, h.Inventory.DriverVersion
 		in.HostBrand = commonBrand(h.Inventory.Devices)
+		in.HostDataCenter = ngc.DataCenter(brands(h.Inventory.Devices))
 	}
+}
+
+// brands are the NVML brands of devices.
+func brands(devices []gpus.Device) []int {
+	out := make([]int, len(devices))
+	for i, d := range devices {
+		out[i] = d.Brand
+	}
+	return out
 }
 
 // commonBrand is the NVIDIA_REQUIRE_CUDA brand name of the host's GPUs when

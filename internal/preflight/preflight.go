@@ -10,6 +10,8 @@ package preflight
 import (
 	"errors"
 	"strings"
+
+	"github.com/perceptron/docker-perceptron/internal/ngc"
 )
 
 // Level is how serious a finding is.
@@ -83,6 +85,9 @@ type Input struct {
 	HostCUDA   string
 	HostDriver string
 	HostBrand  string
+	// HostDataCenter is whether every GPU of this host is a data-centre
+	// one, where CUDA forward compatibility works (see ngc.DataCenter).
+	HostDataCenter ngc.Tri
 
 	Daemon DaemonInfo
 
@@ -100,6 +105,7 @@ type Input struct {
 
 // ImageInfo is what the checks read from a local image's config.
 type ImageInfo struct {
+	Ref string   // as the run names it: "nvcr.io/nvidia/pytorch:24.05-py3"
 	Env []string // "KEY=VALUE"
 }
 
@@ -110,6 +116,7 @@ func Run(in Input) []Finding {
 	for _, check := range []func(Input) []Finding{
 		checkGPURuntime,
 		checkImageCUDA,
+		checkImageDriver,
 		checkMemlock,
 		checkShm,
 		checkAllGPUs,
