@@ -93,6 +93,8 @@ func NewRootCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 		newGpusCommand(dockerCLI, deps),
 		newQueueCommand(dockerCLI, deps),
 		newPolicyCommand(dockerCLI, deps),
+		newNgcCommand(dockerCLI, deps),
+		newInitCommand(dockerCLI, deps),
 		newDoctorCommand(dockerCLI, deps, st),
 	)
 	return withStatus(cmd)
