@@ -47,8 +47,13 @@ func Doctor(f DoctorFacts) []Finding {
 		)
 	}
 	out = append(out, nvmlFindings(f)...)
-	if a, ok := accountingFinding(f.Host.Inventory, f.Policy.Policy.MaxIdle); ok && f.Host.NVMLErr == nil {
-		out = append(out, a)
+	if f.Host.NVMLErr == nil {
+		if a, ok := accountingFinding(f.Host.Inventory, f.Policy.Policy.MaxIdle); ok {
+			out = append(out, a)
+		}
+		if n, ok := ngcFinding(f.Host.Inventory); ok {
+			out = append(out, n)
+		}
 	}
 	out = append(out, policyFinding(f.Policy))
 	out = append(out, stateDirFinding(f.StateDir))

@@ -3,7 +3,9 @@ package preflight
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
+	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/ngc"
 )
 
@@ -69,4 +71,26 @@ func nativeInstead(t ngc.Table, img ngc.Image, known bool, driver, min ngc.Versi
 		return "use " + img.Ref(r) + ", the newest " + img.Framework + " release that driver " + driver.String() + " runs natively, or " + install
 	}
 	return install + " (no " + img.Framework + " release in docker perceptron's table runs natively on " + driver.String() + ")"
+}
+
+// ngcFinding says which NGC framework releases this host's driver runs
+// natively: the newest of each image in the table.
+func ngcFinding(inv gpus.Inventory) (Finding, bool) {
+	driver, err := ngc.ParseVersion(inv.DriverVersion)
+	table, tErr := ngc.Default()
+	if err != nil || tErr != nil {
+		return Finding{}, false
+	}
+	var newest []string
+	for _, img := range table.Images {
+		if r, ok := table.NewestNative(img, driver); ok {
+			newest = append(newest, img.Ref(r))
+		}
+	}
+	if len(newest) == 0 {
+		return Finding{Check: "ngc", Level: Warn,
+			Message: "no NGC framework release in docker perceptron's table runs natively on driver " + inv.DriverVersion,
+			Fix:     "install a newer NVIDIA driver; 'docker perceptron ngc' lists what each release needs"}, true
+	}
+	return Finding{Check: "ngc", Level: OK, Message: "newest NGC releases driver " + inv.DriverVersion + " runs natively: " + strings.Join(newest, ", ")}, true
 }

@@ -6,6 +6,7 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
+	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/ngc"
 )
 
@@ -69,4 +70,17 @@ func TestCheckImageDriver(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestNgcFinding(t *testing.T) {
+	for driver, want := range map[string]string{
+		"550.54.15": "newest NGC releases driver 550.54.15 runs natively: nvcr.io/nvidia/pytorch:24.05-py3",
+		"470.57.02": "no NGC framework release in docker perceptron's table runs natively on driver 470.57.02",
+	} {
+		f, ok := ngcFinding(gpus.Inventory{DriverVersion: driver})
+		assert.Check(t, ok)
+		assert.Check(t, is.Contains(f.Message, want))
+	}
+	_, ok := ngcFinding(gpus.Inventory{})
+	assert.Check(t, !ok, "no driver version: nothing to say")
 }
