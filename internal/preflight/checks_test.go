@@ -30,6 +30,15 @@ func TestGPUProvider(t *testing.T) {
 			wantIn:    []string{"--config=$HOME/.config/docker/daemon.json", "no-cgroups"},
 		},
 		{
+			name: "dockerd's PATH unread: unknown, never a failure", d: DaemonInfo{Local: true, HookPathUnread: true},
+			wantLevel: Warn,
+			wantIn:    []string{"unknown whether dockerd can give containers GPUs", "cannot be read by this user", "sudo docker perceptron doctor"},
+		},
+		{
+			name: "hook on the user's PATH only", d: DaemonInfo{Local: true, HookOnPath: true, HookPathUnread: true},
+			wantIn: []string{HookName + " (on your PATH; dockerd's could not be read)"},
+		},
+		{
 			name: "hook does not count remotely", d: DaemonInfo{HookOnPath: true},
 			wantLevel: Warn,
 			wantIn:    []string{"remote daemon", "on the daemon's host"},

@@ -41,9 +41,13 @@ type DaemonInfo struct {
 	// PATH dockerd started with (it registers its "nvidia" --gpus driver
 	// when it finds it there); meaningful only for a local daemon. See
 	// LookupDaemonHook.
-	HookOnPath    bool
-	CgroupDriver  string // "systemd", "cgroupfs"
-	CgroupVersion string // "1", "2"
+	HookOnPath bool
+	// HookPathUnread: dockerd's environment could not be read (another
+	// user's process), so HookOnPath was looked up on this process's PATH:
+	// a guess.
+	HookPathUnread bool
+	CgroupDriver   string // "systemd", "cgroupfs"
+	CgroupVersion  string // "1", "2"
 }
 
 // HasNvidiaRuntime reports whether the daemon has a runtime named nvidia.

@@ -97,7 +97,7 @@ func Gather(ctx context.Context, src Sources) Host {
 		h.MemlockHard = hard
 	}
 	if h.DaemonErr == nil && h.Daemon.Local {
-		h.Daemon.HookOnPath = LookupDaemonHook(src.DockerHost, src.PATH)
+		h.Daemon.HookOnPath, h.Daemon.HookPathUnread = LookupDaemonHook(src.DockerHost, src.PATH)
 		h.LacksSysResource = LacksSysResource()
 		if src.DevDir != "" {
 			h.DevCharLinks = NvidiaDevCharLinks(src.DevDir)

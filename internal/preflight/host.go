@@ -67,13 +67,13 @@ func DaemonPATH(dockerHost string) (path string, ok bool) {
 
 // LookupDaemonHook reports whether nvidia-container-runtime-hook is on the
 // PATH dockerd started with when that can be read (see DaemonPATH), and on
-// fallbackPATH (normally this process's PATH) when it cannot. For a local
-// daemon only.
-func LookupDaemonHook(dockerHost, fallbackPATH string) bool {
+// fallbackPATH (normally this process's PATH) when it cannot: unread says
+// so, the answer is then a guess. For a local daemon only.
+func LookupDaemonHook(dockerHost, fallbackPATH string) (found, unread bool) {
 	if path, ok := DaemonPATH(dockerHost); ok {
-		return LookupHook(path)
+		return LookupHook(path), false
 	}
-	return LookupHook(fallbackPATH)
+	return LookupHook(fallbackPATH), true
 }
 
 // processPATH reads PATH from procRoot/<pid>/environ, if the process is

@@ -26,7 +26,10 @@ func GPUProvider(d DaemonInfo) Finding {
 	} else if len(d.NvidiaCDISpecs) > 0 {
 		have = append(have, "CDI ("+strings.Join(d.NvidiaCDISpecs, ", ")+")")
 	}
-	if d.Local && d.HookOnPath {
+	switch {
+	case d.Local && d.HookOnPath && d.HookPathUnread:
+		have = append(have, HookName+" (on your PATH; dockerd's could not be read)")
+	case d.Local && d.HookOnPath:
 		have = append(have, HookName)
 	}
 	if len(have) > 0 {
@@ -37,6 +40,15 @@ func GPUProvider(d DaemonInfo) Finding {
 			Check: check, Level: Warn,
 			Message: "the remote daemon reports no nvidia runtime and no NVIDIA CDI devices; GPU containers may fail with: " + dockerNoGPUError,
 			Fix:     "on the daemon's host: " + toolkitFix(d.Rootless),
+		}
+	}
+	if d.HookPathUnread {
+		// Not what was checked: dockerd's own PATH could not be read.
+		return Finding{
+			Check: check, Level: Warn,
+			Message: "unknown whether dockerd can give containers GPUs: no nvidia runtime, no NVIDIA CDI spec, and " +
+				"dockerd's environment (its PATH, for " + HookName + ") cannot be read by this user",
+			Fix: "run 'sudo docker perceptron doctor' to check; if GPU containers fail with: " + dockerNoGPUError + ", " + toolkitFix(d.Rootless),
 		}
 	}
 	return Finding{
