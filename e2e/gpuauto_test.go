@@ -200,7 +200,7 @@ func TestGPUAutoWaitInterrupted(t *testing.T) {
 	e.FakeNVML = writeFakeNVML(t, sampleNVML(1))
 	e.MustDocker("perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
 	r := e.Docker("perceptron", "run", "--wait=2s", "--gpus", "auto", testImage, "true")
-	if r.ExitCode != 125 || !strings.Contains(r.Stderr, "stopped waiting for GPUs") {
+	if r.ExitCode != 125 || !strings.Contains(r.Stderr, "stopped waiting for GPUs after 2s: the time limit passed") {
 		t.Fatalf("%s", r)
 	}
 	if n := strings.Count(e.MustDocker("ps", "-aq"), "\n") + 1; n != 1 {
@@ -294,7 +294,7 @@ func TestGPUAutoWaitCtrlC(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("the waiter did not stop on SIGINT:\n%s", stderr.String())
 	}
-	if waiter.ProcessState.ExitCode() == 0 || !strings.Contains(stderr.String(), "stopped waiting for GPUs") {
+	if waiter.ProcessState.ExitCode() != 130 || !strings.Contains(stderr.String(), "stopped waiting for GPUs after ") || !strings.Contains(stderr.String(), "interrupted (Ctrl-C)") {
 		t.Errorf("exit %d after SIGINT:\n%s", waiter.ProcessState.ExitCode(), stderr.String())
 	}
 	if n := len(strings.Fields(e.MustDocker("ps", "-aq"))); n != 1 {

@@ -208,7 +208,10 @@ func (e *NotEnoughError) Is(target error) bool { return target == ErrNotEnough }
 
 // StoppedError ends a claim whose context was done (Ctrl-C, the --wait
 // limit), whatever step it was at.
-type StoppedError struct{ Cause error }
+type StoppedError struct {
+	Cause  error
+	Waited time.Duration // since the claim began
+}
 
 func (e *StoppedError) Error() string {
 	why := e.Cause.Error()
@@ -218,7 +221,7 @@ func (e *StoppedError) Error() string {
 	case errors.Is(e.Cause, context.Canceled):
 		why = "interrupted"
 	}
-	return "stopped waiting for GPUs: " + why
+	return "stopped waiting for GPUs after " + Round(e.Waited) + ": " + why
 }
 
 func (e *StoppedError) Unwrap() error { return e.Cause }
@@ -253,6 +256,7 @@ func (a *Allocator) claim(ctx context.Context, req Request, lease bool) (*Claim,
 	}
 	defer shutdown()
 
+	start := time.Now()
 	var ticket *ledger.Ticket
 	if req.Wait {
 		if ticket, err = ledger.Enqueue(a.StateDir, req.Count); err != nil {
@@ -272,7 +276,7 @@ func (a *Allocator) claim(ctx context.Context, req Request, lease bool) (*Claim,
 		case ctx.Err() != nil:
 			// The lock, a container list or the daemon was interrupted:
 			// the same words whatever the step.
-			return nil, &StoppedError{Cause: context.Cause(ctx)}
+			return nil, &StoppedError{Cause: context.Cause(ctx), Waited: time.Since(start)}
 		case errors.As(err, &notEnough) && notEnough.Asked > notEnough.Total,
 			errors.As(err, &overQuota) && overQuota.Never():
 			return nil, err // more than the host has or the policy allows: waiting would be forever
@@ -289,7 +293,7 @@ func (a *Allocator) claim(ctx context.Context, req Request, lease bool) (*Claim,
 		}
 		select {
 		case <-ctx.Done():
-			return nil, &StoppedError{Cause: context.Cause(ctx)}
+			return nil, &StoppedError{Cause: context.Cause(ctx), Waited: time.Since(start)}
 		case <-time.After(poll):
 		}
 	}

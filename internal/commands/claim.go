@@ -23,10 +23,21 @@ import (
 )
 
 // claimWithSignals runs claim with a context that Ctrl-C (or SIGTERM), and
-// the --wait limit when there is one, cancel: waiting for GPUs stops cleanly.
+// the --wait limit when there is one, cancel: waiting for GPUs stops cleanly,
+// and a signal is the cause (see interrupted: the exit status says which).
 func claimWithSignals(ctx context.Context, limit time.Duration, claim func(context.Context) (request.Claimed, *alloc.Claim, error)) (request.Claimed, *alloc.Claim, error) {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(interrupted{s.(syscall.Signal)})
+		case <-ctx.Done():
+		}
+	}()
 	if limit > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, limit)
@@ -150,4 +161,15 @@ func reportPreflight(dockerCLI command.Cli, findings []preflight.Finding, quiet 
 func (d Deps) withNVMLSession() (_ Deps, done func()) {
 	d.NVML, done = gpus.Session(d.NVML)
 	return d, done
+}
+
+// interrupted is a claim stopped by a signal: "interrupted", and the exit
+// status 128+N of a process the signal ends (130 for Ctrl-C).
+type interrupted struct{ sig syscall.Signal }
+
+func (e interrupted) Error() string {
+	if e.sig == syscall.SIGINT {
+		return "interrupted (Ctrl-C)"
+	}
+	return "interrupted (" + e.sig.String() + ")"
 }

@@ -24,16 +24,20 @@ func (e errChecksFailed) Error() string {
 // docker/cli's own toStatusError: docker's (the stock run's, the
 // container's exit status) pass as they are; a host without a usable NVIDIA
 // driver, failed doctor checks and a gpus listing that could not see who
-// holds the GPUs exit 1; every other error of docker
+// holds the GPUs exit 1; a wait ended by a signal exits 128+N (130 for
+// Ctrl-C), as a process it ends; every other error of docker
 // perceptron's exits 125, as docker run's own errors do. The error stays the
 // Cause, so callers can still errors.As the domain packages' typed errors.
 func toStatusError(err error) error {
 	var status cli.StatusError
+	var sig interrupted
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &status):
 		return err
+	case errors.As(err, &sig):
+		return cli.StatusError{StatusCode: 128 + int(sig.sig), Status: err.Error(), Cause: err}
 	case errors.Is(err, gpus.ErrNoDriver), errors.As(err, new(errChecksFailed)), errors.As(err, new(*cannotSeeError)):
 		return cli.StatusError{StatusCode: 1, Status: err.Error(), Cause: err}
 	}

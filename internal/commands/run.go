@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/perceptron/docker-perceptron/internal/alloc"
+	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/policy"
 	"github.com/perceptron/docker-perceptron/internal/preflight"
 	"github.com/perceptron/docker-perceptron/internal/presets"
@@ -169,7 +170,7 @@ func buildRequest(dockerCLI command.Cli, deps Deps, st *stock, name string, cl c
 func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *stock, name string, cl cmdLine) error {
 	api, endpoint := deps.API(dockerCLI), dockerCLI.DockerEndpoint().Host
 	var daemon func() (preflight.DaemonInfo, error)
-	if !cl.dryRun && preflight.IsLocal(endpoint, "") {
+	if preflight.IsLocal(endpoint, "") {
 		// The daemon's answer is needed for GPUs and limits: ask while
 		// the presets are read.
 		daemon = preflight.AskDaemon(ctx, api, endpoint)
@@ -185,14 +186,20 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 		API: api, DockerHost: endpoint, PATH: os.Getenv("PATH"), NVML: deps.NVML,
 		Input: req.Preflight, Image: req.Positional[0], DryRun: req.DryRun, Auto: req.GPUs.Auto > 0, Daemon: daemon,
 	})
+	if req.DryRun {
+		return dryRun(ctx, dockerCLI, deps, req, host, err, site)
+	}
 	if err != nil {
 		return err
 	}
-	if !req.DryRun {
-		host.Apply(&req.Preflight)
-		if err := reportPreflight(dockerCLI, preflight.Run(req.Preflight), req.Quiet); err != nil {
-			return err
-		}
+	if host.DaemonErr != nil {
+		// The stock command would fail the same way: say so before any
+		// GPU is looked at, in docker's words.
+		return host.DaemonErr
+	}
+	host.Apply(&req.Preflight)
+	if err := reportPreflight(dockerCLI, preflight.Run(req.Preflight), req.Quiet); err != nil {
+		return err
 	}
 	claimed, claim, err := claimWithSignals(ctx, req.Wait.Limit, func(ctx context.Context) (request.Claimed, *alloc.Claim, error) {
 		return claimGPUs(ctx, dockerCLI, deps, req, host, site)
@@ -204,11 +211,47 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 	defer func() { _ = claim.Release() }()
 	afterClaimHook()
 	claimed.User = deps.User()
-	if req.DryRun {
-		_, err := fmt.Fprintln(dockerCLI.Out(), presets.CommandLine(append([]string{"docker", name}, req.Args(claimed)...)...))
+	return createClaimed(ctx, dockerCLI, deps, st, req, claimed, claim, host.Daemon.Key)
+}
+
+// dryRun prints the docker command the run would execute, on any machine:
+// the GPUs --gpus auto would choose, or, where they cannot be chosen (no
+// NVML here, a remote daemon), docker's nearest equivalent (--gpus N) and a
+// note saying so. Then it reports the pre-flight as the run would: the
+// warnings, and the failures as the error (exit 125), after the line.
+func dryRun(ctx context.Context, dockerCLI command.Cli, deps Deps, req request.Run, host preflight.Host, gatherErr error, site policy.Policy) error {
+	claimed := request.Claimed{User: deps.User()}
+	var refusal error
+	var remote *preflight.RemoteDaemonError
+	switch {
+	case errors.As(gatherErr, &remote):
+		claimed.Count, refusal = req.GPUs.Auto, gatherErr
+	case gatherErr != nil:
+		return gatherErr
+	case req.GPUs.Auto > 0:
+		c, _, err := claimGPUs(ctx, dockerCLI, deps, req, host, site)
+		switch {
+		case errors.Is(err, gpus.ErrNoDriver):
+			claimed.Count = req.GPUs.Auto
+			_, _ = fmt.Fprintf(dockerCLI.Err(), "docker perceptron: no NVIDIA driver here, so no GPU was chosen: shown as --gpus %d; on a GPU host, "+
+				"--gpus auto gives docker the UUIDs of %d free, well-connected GPUs (--gpus \"device=GPU-…\")\n", req.GPUs.Auto, req.GPUs.Auto)
+		case err != nil:
+			claimed.Count, refusal = req.GPUs.Auto, err
+		default:
+			claimed.UUIDs = c.UUIDs
+		}
+	}
+	if _, err := fmt.Fprintln(dockerCLI.Out(), presets.CommandLine(append([]string{"docker", req.Command}, req.Args(claimed)...)...)); err != nil {
 		return err
 	}
-	return createClaimed(ctx, dockerCLI, deps, st, req, claimed, claim, host.Daemon.Key)
+	if refusal != nil {
+		return refusal
+	}
+	if host.DaemonErr != nil {
+		_, _ = fmt.Fprintf(dockerCLI.Err(), "docker perceptron: %v: the checks that need the daemon were not made\n", host.DaemonErr)
+	}
+	host.Apply(&req.Preflight)
+	return reportPreflight(dockerCLI, preflight.Run(req.Preflight), req.Quiet)
 }
 
 // createClaimed runs docker's own run or create with the claimed GPUs: the

@@ -161,7 +161,7 @@ func TestRunErrors(t *testing.T) {
 		{"unknown option", "", []string{"run", "--frob", "img"}, `unknown flag: --frob`},
 		{"no image", "", []string{"create", "--preset", "tf-train"}, `"docker perceptron create" requires at least 1 argument.`},
 		{"gpus auto:0", "", []string{"run", "--gpus", "auto:0", "img"}, `invalid --gpus "auto:0": use auto or auto:N with N a number of GPUs, 1 or more`},
-		{"not enough GPUs", "", []string{"run", "--gpus", "auto:4", "img"}, `not enough free GPUs: 4 asked for, 3 free; GPU 2 held by host process 999999`},
+		{"daemon down", "", []string{"run", "--gpus", "auto:4", "img"}, `cannot reach the docker daemon at unix://`},
 		{"bad threshold", "", []string{"run", "--gpus", "auto", "--gpu-max-util", "120", "img"}, `invalid --gpu-max-util "120": use a percentage from 0 to 100`},
 		{"bad wait", "", []string{"run", "--gpus", "auto", "--wait=soon", "img"}, `invalid --wait "soon"`},
 		{"bad preset file", "x:\n  shm_size: 1g\n", []string{"run", "--preset", "tf-train", "img"}, `user-presets.yaml:2: preset "x": unknown docker run option "shm_size": did you mean "shm-size"?`},
@@ -222,4 +222,28 @@ func TestRunGPUAutoRemoteDaemon(t *testing.T) {
 	assert.ErrorContains(t, err, "--gpus auto chooses among this host's GPUs, but the Docker daemon is at tcp://192.0.2.10:2376")
 	assert.Check(t, !nvmlUsed, "NVML was read for a remote daemon")
 	assert.Check(t, is.Equal(out.String(), ""))
+}
+
+// A dry run prints the line, then says what the run would refuse (exit
+// 125): here, too few free GPUs, shown as docker's nearest --gpus N.
+func TestDryRunRefusal(t *testing.T) {
+	dockerCLI, out, _, deps := testCLI(t)
+	err := execute(t, dockerCLI, deps, "run", "--dry-run", "--gpus", "auto:4", "img")
+	assert.ErrorContains(t, err, "not enough free GPUs: 4 asked for, 3 free; GPU 2 held by host process 999999")
+	var st cli.StatusError
+	assert.Assert(t, errorsAs(err, &st), "%T", err)
+	assert.Check(t, is.Equal(st.StatusCode, 125))
+	assert.Check(t, is.Contains(out.String(), " --gpus 4 img"))
+}
+
+// Without a driver, a dry run still prints the whole line, with --gpus N
+// for the GPUs a GPU host would choose, and says so on stderr.
+func TestDryRunWithoutDriver(t *testing.T) {
+	dockerCLI, out, errOut, deps := testCLI(t)
+	deps.NVML = func() (nvml.Interface, error) {
+		return gpustest.NewLibrary(gpustest.Spec{InitError: "ERROR_LIBRARY_NOT_FOUND"}), nil
+	}
+	assert.NilError(t, execute(t, dockerCLI, deps, "run", "--dry-run", "--preset", "tf-train", "img"))
+	assert.Check(t, is.Contains(out.String(), " --gpus 1 --shm-size 1g"))
+	assert.Check(t, is.Contains(errOut.String(), "no NVIDIA driver here, so no GPU was chosen: shown as --gpus 1"))
 }

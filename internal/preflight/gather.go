@@ -145,7 +145,7 @@ func GatherForRun(ctx context.Context, q RunQuestions) (Host, error) {
 	if q.Auto && !IsLocal(q.DockerHost, "") {
 		return Host{}, &RemoteDaemonError{DockerHost: q.DockerHost}
 	}
-	checks := !q.DryRun && q.Input.NeedsHost()
+	checks := q.Input.NeedsHost() // a dry run checks too: it says what the run would refuse
 	if !checks && !q.Auto {
 		return Host{DockerHost: q.DockerHost}, nil
 	}

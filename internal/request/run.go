@@ -3,6 +3,7 @@ package request
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/docker/cli/opts"
@@ -187,6 +188,9 @@ func shmSize(settings []presets.Setting) int64 {
 // UUID) with the claim's token, and who runs it.
 type Claimed struct {
 	UUIDs []string
+	// Count stands for GPUs that could not be chosen (a dry run without
+	// NVML): docker's nearest equivalent, --gpus COUNT (its first COUNT).
+	Count int
 	Token string // "" for a dry run, which claims nothing
 	User  string // "" when unknown
 	// CIDFile is where docker writes the container's ID: the user's
@@ -224,6 +228,9 @@ func (r Run) Args(c Claimed) []string {
 			presets.Setting{Flag: "env", Value: "NVIDIA_VISIBLE_DEVICES=" + list},
 			presets.Setting{Flag: "label", Value: labels.GPUs + "=" + list},
 		)
+	}
+	if len(c.UUIDs) == 0 && c.Count > 0 {
+		add = append(add, presets.Setting{Flag: "gpus", Value: strconv.Itoa(c.Count)})
 	}
 	if c.Token != "" {
 		add = append(add,
