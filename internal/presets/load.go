@@ -52,36 +52,103 @@ type Options struct {
 
 // Load reads the built-in presets and then each file in order; a later
 // definition of a name replaces an earlier one. A file that does not exist
-// is skipped; one that exists but cannot be read is an error, and so is one
-// larger than 1 MiB. It checks every preset's extends chain, in time linear
-// in the number of presets.
+// is skipped. A file that does not load (it cannot be read, is larger than
+// 1 MiB, or holds an error, its extends chains included) is set aside: the
+// store holds the other files' presets, and Load returns it with a
+// *SetAsideError that lists the files set aside. A preset that such a file
+// defines, or that extends one, is unavailable: Get and Expand return an
+// *UnavailableError carrying the file's error. Load returns no store only
+// when the built-in presets do not load. It checks every preset's extends
+// chain, in time linear in the number of presets.
 func Load(builtin []byte, files []File, opts Options) (*Store, error) {
-	s := &Store{presets: map[string]*Preset{}}
 	if opts.Flags != nil {
 		// One flag set checks every setting: Set only accumulates values,
 		// which nobody reads, and building docker's commands costs time.
 		flags := opts.Flags()
 		opts.Flags = func() *pflag.FlagSet { return flags }
 	}
-	if err := s.parse(builtin, File{Source: SourceBuiltin}, opts); err != nil {
-		return nil, fmt.Errorf("built-in presets: %w", err)
+	builtins, _, err := parse(builtin, File{Source: SourceBuiltin}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("built-in presets: %w", builtinErr(err))
 	}
+	loaded := []loadedFile{{presets: builtins}}
 	for _, f := range files {
 		data, err := readFile(f.Path)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			loaded = append(loaded, loadedFile{file: f, err: &FileError{Path: f.Path, Err: err}})
+			continue
 		}
-		if err := s.parse(data, f, opts); err != nil {
-			return nil, err
+		ps, names, err := parse(data, f, opts)
+		if err != nil {
+			loaded = append(loaded, loadedFile{file: f, err: newFileError(f.Path, names, err)})
+			continue
+		}
+		loaded = append(loaded, loadedFile{file: f, presets: ps, names: names})
+	}
+	// An extends chain that fails sets aside the file of the preset it
+	// fails at, and the others are checked again: at most once a file.
+	for {
+		s := compose(loaded)
+		ce := s.checkChains()
+		if ce == nil {
+			return s, s.setAsideErr()
+		}
+		i := s.origin[ce.p]
+		if i == 0 {
+			return nil, fmt.Errorf("built-in presets: preset %s: %w", ce.p.Name, ce.err)
+		}
+		loaded[i].err = &FileError{Path: ce.p.File, Line: ce.p.Line, Err: fmt.Errorf("preset %s: %w", Echo(ce.p.Name), ce.err), names: loaded[i].names}
+		loaded[i].presets = nil
+	}
+}
+
+// loadedFile is a file as Load read it: its presets, in order, or its
+// error.
+type loadedFile struct {
+	file    File
+	presets []*Preset
+	names   map[string]bool // the preset names it defines; nil when unknown
+	err     *FileError
+}
+
+// compose makes the store of the loaded files, in order, a later
+// definition of a name replacing an earlier one; a name that a file set
+// aside defines is unavailable unless a later file defines it again.
+func compose(loaded []loadedFile) *Store {
+	s := &Store{presets: map[string]*Preset{}, unavailable: map[string]error{}, origin: map[*Preset]int{}}
+	for i, lf := range loaded {
+		if lf.err != nil {
+			s.setAside = append(s.setAside, lf.err)
+			if lf.err.names == nil {
+				s.unread = append(s.unread, lf.err)
+			}
+			for name := range lf.err.names {
+				s.unavailable[name] = &UnavailableError{Name: name, File: lf.err}
+			}
+			continue
+		}
+		for _, p := range lf.presets {
+			s.presets[p.Name] = p
+			s.origin[p] = i
+			delete(s.unavailable, p.Name)
 		}
 	}
-	if err := s.checkChains(); err != nil {
-		return nil, err
+	for name := range s.unavailable {
+		delete(s.presets, name)
 	}
-	return s, nil
+	return s
+}
+
+// builtinErr places an error of the built-in presets at its line.
+func builtinErr(err error) error {
+	var le *lineError
+	if errors.As(err, &le) {
+		return fmt.Errorf("line %d: %w", le.line, le.err)
+	}
+	return err
 }
 
 // readFile reads the preset file at path, refusing one larger than
@@ -92,11 +159,11 @@ func readFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading preset file: %w", err)
+		return nil, readErr(err)
 	}
 	defer f.Close()
 	tooLarge := func(size string) error {
-		return fmt.Errorf("%s: preset file is %s bytes; the limit is 1 MiB: remove the presets you do not use, or move them to a file of their own", path, size)
+		return fmt.Errorf("preset file is %s bytes; the limit is 1 MiB: remove the presets you do not use, or move them to a file of their own", size)
 	}
 	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > maxFileSize {
 		return nil, tooLarge(strconv.FormatInt(fi.Size(), 10))
@@ -104,7 +171,7 @@ func readFile(path string) ([]byte, error) {
 	// A file that grows, or is no regular file, is cut at the limit.
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading preset file: %w", err)
+		return nil, readErr(err)
 	}
 	if len(data) > maxFileSize {
 		return nil, tooLarge(fmt.Sprintf("more than %d", maxFileSize))
@@ -112,64 +179,88 @@ func readFile(path string) ([]byte, error) {
 	return data, nil
 }
 
-func (s *Store) parse(data []byte, f File, opts Options) error {
-	where := func(line int) string {
-		if f.Path == "" {
-			return fmt.Sprintf("line %d", line)
-		}
-		return fmt.Sprintf("%s:%d", f.Path, line)
+// readErr is the error of a preset file that exists but cannot be read,
+// without the path that FileError adds.
+func readErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("cannot read the preset file: %w", pe.Err)
 	}
+	return fmt.Errorf("cannot read the preset file: %w", err)
+}
+
+// parse reads the presets of one file, in order, and the names it defines
+// (nil when the file is not a mapping of names, or not YAML). An error
+// holds no path; one at a line is a *lineError.
+func parse(data []byte, f File, opts Options) ([]*Preset, map[string]bool, error) {
 	notYAML := func(err error) error {
-		err = parserError(err, "")
-		if f.Path == "" {
-			return fmt.Errorf("not valid YAML: %w", err)
-		}
-		return fmt.Errorf("%s: not valid YAML: %w", f.Path, err)
+		return fmt.Errorf("not valid YAML: %w", parserError(err, ""))
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc, next yaml.Node
 	if err := dec.Decode(&doc); err == io.EOF {
-		return nil // empty file
+		return nil, map[string]bool{}, nil // empty file
 	} else if err != nil {
-		return notYAML(err)
+		return nil, nil, notYAML(err)
 	}
+	names := topNames(&doc)
 	// A file is one document: presets after a "---" would be ignored.
 	if err := dec.Decode(&next); err == nil {
-		return fmt.Errorf("%s: a second YAML document starts here: a preset file is one document; remove this \"---\" line, or the presets after it", where(next.Line))
+		return nil, names, &lineError{line: next.Line, err: errors.New("a second YAML document starts here: a preset file is one document; remove this \"---\" line, or the presets after it")}
 	} else if err != io.EOF {
-		return notYAML(err)
+		return nil, names, notYAML(err)
 	}
 	if len(doc.Content) == 0 {
-		return nil // empty file
+		return nil, map[string]bool{}, nil // empty file
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return fmt.Errorf("%s: expected a mapping of preset names to presets", where(root.Line))
+		return nil, nil, lineErr(root, "expected a mapping of preset names to presets")
 	}
+	var out []*Preset
 	defined := map[string]int{} // line of each preset name in this file
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		nameNode, body := root.Content[i], root.Content[i+1]
 		p := &Preset{Name: nameNode.Value, Source: f.Source, File: f.Path, Line: nameNode.Line}
 		if p.Name == "" || strings.ContainsAny(p.Name, " \t,") {
-			return fmt.Errorf("%s: invalid preset name %s: use letters, digits, '-', '_' or '.'", where(nameNode.Line), Echo(p.Name))
+			return nil, names, lineErr(nameNode, "invalid preset name %s: use letters, digits, '-', '_' or '.'", Echo(p.Name))
 		}
 		if first, ok := defined[p.Name]; ok {
-			return fmt.Errorf("%s: preset %s is defined twice in this file (first at line %d): keep one of them, or rename one", where(nameNode.Line), Echo(p.Name), first)
+			return nil, names, lineErr(nameNode, "preset %s is defined twice in this file (first at line %d): keep one of them, or rename one", Echo(p.Name), first)
 		}
 		defined[p.Name] = nameNode.Line
 		if body.Kind != yaml.MappingNode {
-			return fmt.Errorf("%s: preset %s: expected a mapping of docker run options to values", where(body.Line), Echo(p.Name))
+			return nil, names, lineErr(body, "preset %s: expected a mapping of docker run options to values", Echo(p.Name))
 		}
 		if err := p.parseBody(body, opts); err != nil {
+			line := body.Line
 			var le *lineError
 			if errors.As(err, &le) {
-				return fmt.Errorf("%s: preset %s: %w", where(le.line), Echo(p.Name), le.err)
+				line, err = le.line, le.err
 			}
-			return fmt.Errorf("%s: preset %s: %w", where(body.Line), Echo(p.Name), err)
+			return nil, names, &lineError{line: line, err: fmt.Errorf("preset %s: %w", Echo(p.Name), err)}
 		}
-		s.presets[p.Name] = p
+		out = append(out, p)
 	}
-	return nil
+	return out, names, nil
+}
+
+// topNames returns the preset names that the document defines, whatever
+// their bodies hold: those of a file set aside are unavailable. It returns
+// nil for a document that is no mapping.
+func topNames(doc *yaml.Node) map[string]bool {
+	if len(doc.Content) == 0 {
+		return map[string]bool{}
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil
+	}
+	names := make(map[string]bool, len(root.Content)/2)
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		names[root.Content[i].Value] = true
+	}
+	return names
 }
 
 type lineError struct {
@@ -362,7 +453,7 @@ func checkSetting(flags *pflag.FlagSet, special func(string, string) (bool, erro
 		return fmt.Errorf("unknown docker run option %s (see 'docker run --help' for the option names)", Echo(key))
 	}
 	if err := f.Value.Set(value); err != nil {
-		return fmt.Errorf("invalid value %s for %s: %w", Echo(value), key, parserError(err, value))
+		return fmt.Errorf("invalid value %s for %s: %w", Echo(value), key, parserError(valueError(f, value, err), value))
 	}
 	return nil
 }

@@ -1,8 +1,10 @@
 package presets_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -273,7 +275,7 @@ func TestLoadOneDocument(t *testing.T) {
 func TestLoadUnreadableFile(t *testing.T) {
 	dir := t.TempDir() // a directory where a file is expected: exists, cannot be read
 	_, err := presets.Load(presets.Builtin, []presets.File{{Path: dir, Source: presets.SourceUser}}, presets.Options{})
-	assert.ErrorContains(t, err, "reading preset file")
+	assert.ErrorContains(t, err, "cannot read the preset file: is a directory")
 }
 
 func TestUnknownPreset(t *testing.T) {
@@ -321,4 +323,154 @@ lab:
 	}
 	_, err = presets.Load(presets.Builtin, []presets.File{{Path: writeFile(t, "bad.yaml", "x:\n  training: sometimes\n"), Source: presets.SourceUser}}, presets.Options{})
 	assert.ErrorContains(t, err, "bad.yaml:2: preset \"x\": training must be true or false")
+}
+
+// A file that does not load is set aside: the presets that need it are
+// unavailable with its error, the others work.
+func TestLoadSetsAside(t *testing.T) {
+	opts := presets.Options{Flags: runFlags(t), Special: special}
+	tests := []struct {
+		name   string
+		system string // "" for none
+		user   string
+		// setAside is the error Load returns, FILE standing for the
+		// user's file and SYSTEM for the site's.
+		setAside string
+		works    []string // presets that Expand
+		fail     map[string]string
+	}{
+		{
+			name:     "an error in one preset sets its file aside",
+			user:     "mine:\n  shm-size: 2g\nother:\n  rm: yes\n",
+			setAside: `FILE:4: preset "other": invalid value "yes" for rm: use true or false`,
+			works:    []string{"tf-train", "jupyter"},
+			fail: map[string]string{
+				"mine":  `preset "mine" is in a preset file that did not load: FILE:4: preset "other": invalid value "yes" for rm: use true or false`,
+				"other": `preset "other" is in a preset file that did not load: FILE:4:`,
+				"nope":  `unknown preset "nope": known presets are jax-train, jupyter, pytorch-train, tensorboard, tf-train`,
+			},
+		},
+		{
+			name:     "a built-in preset that the broken file redefines",
+			user:     "tf-train:\n  shm_size: 2g\n",
+			setAside: `FILE:2: preset "tf-train": unknown docker run option "shm_size": did you mean "shm-size"?`,
+			works:    []string{"pytorch-train"},
+			fail:     map[string]string{"tf-train": `preset "tf-train" is in a preset file that did not load: FILE:2:`},
+		},
+		{
+			name:     "not YAML: any preset not otherwise known may be in it",
+			user:     "mine:\n  shm-size: [2g\n",
+			setAside: `FILE: not valid YAML: yaml: line 1: did not find expected ',' or ']'`,
+			works:    []string{"tf-train"},
+			fail:     map[string]string{"mine": `preset "mine" is unknown, and a preset file that may define it did not load: FILE: not valid YAML`},
+		},
+		{
+			name:     "a user preset extends one of a broken site file",
+			system:   "base:\n  shm-size: lots\nsite:\n  rm: true\n",
+			user:     "mine:\n  extends: base\n  rm: true\nown:\n  extends: tf-train\n",
+			setAside: `SYSTEM:2: preset "base": invalid value "lots" for shm-size: invalid size: 'lots'`,
+			works:    []string{"own", "tf-train"},
+			fail: map[string]string{
+				"mine": `preset "mine" extends base, and "base" is in a preset file that did not load: SYSTEM:2: preset "base"`,
+				"site": `preset "site" is in a preset file that did not load: SYSTEM:2:`,
+			},
+		},
+		{
+			name:     "the user's file redefines what the broken site file defines",
+			system:   "mine:\n  shm-size: lots\n",
+			user:     "mine:\n  shm-size: 2g\n",
+			setAside: `SYSTEM:2: preset "mine"`,
+			works:    []string{"mine", "tf-train"},
+		},
+		{
+			name:     "an extends cycle sets its file aside",
+			user:     "a:\n  extends: b\nb:\n  extends: a\nc:\n  rm: true\n",
+			setAside: `FILE:1: preset "a": extends cycle: a -> b -> a`,
+			works:    []string{"tf-train"},
+			fail:     map[string]string{"c": `preset "c" is in a preset file that did not load: FILE:1: preset "a": extends cycle`},
+		},
+		{
+			name:     "a cycle through the site's file is the user's fault",
+			system:   "a:\n  extends: b\nb:\n  rm: true\n",
+			user:     "b:\n  extends: a\n",
+			setAside: `FILE:1: preset "b": extends cycle: b -> a -> b`,
+			works:    []string{"tf-train"},
+			// The user's b would have won over the site's.
+			fail: map[string]string{
+				"a": `preset "a" extends b, and "b" is in a preset file that did not load: FILE:1:`,
+				"b": `preset "b" is in a preset file that did not load: FILE:1:`,
+			},
+		},
+		{
+			name:     "both files broken",
+			system:   "a:\n  rm: maybe\n",
+			user:     "b:\n  extends: nope\n",
+			setAside: `SYSTEM:2: preset "a": invalid value "maybe" for rm: use true or false; FILE:1: preset "b": extends unknown preset "nope"`,
+			works:    []string{"tf-train"},
+			fail:     map[string]string{"a": "SYSTEM:2:", "b": "FILE:1:"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			user := writeFile(t, "user.yaml", tc.user)
+			files := []presets.File{{Path: user, Source: presets.SourceUser}}
+			scrub := strings.NewReplacer(user, "FILE")
+			if tc.system != "" {
+				system := writeFile(t, "system.yaml", tc.system)
+				files = append([]presets.File{{Path: system, Source: presets.SourceSystem}}, files...)
+				scrub = strings.NewReplacer(user, "FILE", system, "SYSTEM")
+			}
+			store, err := presets.Load(presets.Builtin, files, opts)
+			assert.Assert(t, store != nil)
+			var setAside *presets.SetAsideError
+			assert.Assert(t, errors.As(err, &setAside), "%v", err)
+			assert.Check(t, is.Contains(scrub.Replace(err.Error()), tc.setAside))
+			assert.Check(t, is.Equal(len(store.SetAside()), len(setAside.Files)))
+			for _, name := range tc.works {
+				_, err := store.Expand(name)
+				assert.Check(t, err, name)
+				assert.Check(t, is.Contains(store.Names(), name))
+			}
+			for name, want := range tc.fail {
+				_, err := store.Expand(name)
+				assert.Check(t, is.ErrorContains(err, ""), name)
+				if err != nil {
+					assert.Check(t, is.Contains(scrub.Replace(err.Error()), want), name)
+				}
+				assert.Check(t, !slices.Contains(store.Names(), name), "%s is listed", name)
+				var fe *presets.FileError
+				if want != "" && !strings.HasPrefix(want, "unknown preset") {
+					assert.Check(t, errors.As(err, &fe), name)
+				}
+			}
+		})
+	}
+}
+
+// A value that an option's parser refuses gets the option's allowed
+// values, never a message of Go's strconv or time packages.
+func TestLoadValueErrors(t *testing.T) {
+	opts := presets.Options{Flags: runFlags(t), Special: special}
+	tests := []struct {
+		option, value, want string
+	}{
+		{"rm", "yes", `invalid value "yes" for rm: use true or false`},
+		{"privileged", "~", `invalid value "~" for privileged: use true or false`},
+		{"tty", "sometimes", `invalid value "sometimes" for tty: use true, false or auto (a terminal when stdin is one)`},
+		{"pids-limit", "many", `invalid value "many" for pids-limit: use a whole number`},
+		{"cpu-shares", "99999999999999999999", `invalid value "99999999999999999999" for cpu-shares: use a whole number from -9223372036854775808 to 9223372036854775807`},
+		{"blkio-weight", "99999", `invalid value "99999" for blkio-weight: use a whole number from 0 to 65535`},
+		{"health-interval", "5", `invalid value "5" for health-interval: use a duration such as 30s, 1m30s or 500ms`},
+		{"umask", "9", `invalid value "9" for umask: use an octal mask such as 0022`},
+		{"ulimit", "memlock=lots", `invalid value "memlock=lots" for ulimit: "lots" is not a whole number`},
+		{"ulimit", "nofile=99999999999999999999", `invalid value "nofile=99999999999999999999" for ulimit: "99999999999999999999" is out of range`},
+		{"gpus", "count=x", `invalid value "count=x" for gpus: invalid count (x): value must be either "all" or an integer: not a whole number`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.option+"="+tc.value, func(t *testing.T) {
+			path := writeFile(t, "presets.yaml", "a:\n  "+tc.option+": \""+tc.value+"\"\n")
+			_, err := presets.Load(presets.Builtin, []presets.File{{Path: path, Source: presets.SourceUser}}, opts)
+			assert.Error(t, err, path+`:2: preset "a": `+tc.want)
+		})
+	}
 }

@@ -54,6 +54,12 @@ func (p *Preset) Where() string {
 // Store is the set of known presets.
 type Store struct {
 	presets map[string]*Preset
+	// unavailable holds the presets that need a file set aside, by name.
+	unavailable map[string]error
+	setAside    []*FileError
+	// unread are the files set aside whose preset names are unknown.
+	unread []*FileError
+	origin map[*Preset]int // index of the file that defines each preset; 0 for built-in
 }
 
 // Names returns the known preset names, sorted.
@@ -85,10 +91,17 @@ func (e *UnknownPresetError) Error() string {
 	return fmt.Sprintf("unknown preset %s: known presets are %s (see 'docker perceptron presets ls')", Echo(e.Name), knownList(e.Known))
 }
 
-// Get returns the preset called name.
+// Get returns the preset called name; an *UnavailableError when it needs a
+// preset file that was set aside.
 func (s *Store) Get(name string) (*Preset, error) {
+	if err, ok := s.unavailable[name]; ok {
+		return nil, err
+	}
 	p, ok := s.presets[name]
 	if !ok {
+		if len(s.unread) > 0 {
+			return nil, &UnavailableError{Name: name, Maybe: true, File: s.unread[0]}
+		}
 		return nil, &UnknownPresetError{Name: name, Known: s.Names()}
 	}
 	return p, nil
@@ -143,13 +156,13 @@ func (s *Store) chain(name string) ([]*Preset, error) {
 	for p.Extends != "" {
 		parent, ok := s.presets[p.Extends]
 		if !ok {
-			return nil, s.unknownParent(p)
+			return nil, fmt.Errorf("%s: %w", p.Where(), s.unknownParent(p))
 		}
 		if len(chain) == maxExtendsDepth {
 			// Load refused longer chains and cycles; a store it did not
 			// check gets its message.
-			if err := s.checkChains(); err != nil {
-				return nil, err
+			if ce := s.checkChains(); ce != nil {
+				return nil, fmt.Errorf("%s: %w", ce.p.Where(), ce.err)
 			}
 			return nil, fmt.Errorf("%s: extends chain is longer than %d presets", chain[0].Where(), maxExtendsDepth)
 		}
@@ -159,37 +172,81 @@ func (s *Store) chain(name string) ([]*Preset, error) {
 	return chain, nil
 }
 
+// chainError is an extends chain that fails at preset p.
+type chainError struct {
+	p   *Preset
+	err error
+}
+
 // checkChains checks every preset's extends chain: it ends, within
-// maxExtendsDepth presets, in a preset that extends none. Each preset is
-// walked once (a depth-first search with three colours), so it takes time
-// linear in the number of presets.
-func (s *Store) checkChains() error {
+// maxExtendsDepth presets, in a preset that extends none. A chain that
+// needs a preset file set aside makes its presets unavailable. Each preset
+// is walked once (a depth-first search with three colours), so it takes
+// time linear in the number of presets.
+func (s *Store) checkChains() *chainError {
 	const (
 		unseen = iota
 		onPath // on the chain being walked
 		done   // checked: its depth and root are known
+		needs  // needs a file set aside: unavailable
 	)
+	if s.unavailable == nil {
+		s.unavailable = map[string]error{}
+	}
 	state := make(map[string]int, len(s.presets))
 	depth := make(map[string]int, len(s.presets))
 	root := make(map[string]string, len(s.presets))
+	// unavailable marks every preset of path unavailable: its chain goes
+	// on through rest, to a preset that a file set aside defines.
+	unavailable := func(path []*Preset, rest []string, file *FileError, maybe bool) {
+		for k, q := range path {
+			chain := make([]string, 0, len(path)-k+len(rest))
+			for _, r := range path[k:] {
+				chain = append(chain, r.Name)
+			}
+			state[q.Name] = needs
+			s.unavailable[q.Name] = &UnavailableError{Name: q.Name, Chain: append(chain, rest...), Maybe: maybe, File: file}
+		}
+	}
 	for _, name := range s.Names() {
 		var path []*Preset
 		d, r := 0, ""
 		for cur := name; ; {
 			p, ok := s.presets[cur]
 			if !ok {
-				return s.unknownParent(path[len(path)-1])
+				if err, ok := s.unavailable[cur].(*UnavailableError); ok {
+					unavailable(path, []string{cur}, err.File, err.Maybe)
+					path = nil
+					break
+				}
+				if len(s.unread) > 0 {
+					unavailable(path, []string{cur}, s.unread[0], true)
+					path = nil
+					break
+				}
+				return &chainError{p: path[len(path)-1], err: s.unknownParent(path[len(path)-1])}
+			}
+			if state[cur] == needs {
+				err := s.unavailable[cur].(*UnavailableError)
+				unavailable(path, err.Chain, err.File, err.Maybe)
+				path = nil
+				break
 			}
 			if state[cur] == done {
 				d, r = depth[cur], root[cur]
 				break
 			}
 			if state[cur] == onPath {
-				names := make([]string, 0, len(path)+1)
-				for _, q := range path {
+				var names []string
+				var culprit *Preset
+				for _, q := range path[pathIndex(path, cur):] {
 					names = append(names, q.Name)
+					// The cycle is the fault of its last file.
+					if culprit == nil || s.origin[q] > s.origin[culprit] {
+						culprit = q
+					}
 				}
-				return fmt.Errorf("%s: extends cycle: %s", p.Where(), chainText(append(names, cur)))
+				return &chainError{p: culprit, err: fmt.Errorf("extends cycle: %s", chainText(rotate(names, culprit.Name)))}
 			}
 			state[cur] = onPath
 			path = append(path, p)
@@ -203,22 +260,48 @@ func (s *Store) checkChains() error {
 			p := path[i]
 			d++
 			if d > maxExtendsDepth {
-				return tooDeep(p, r)
+				return &chainError{p: p, err: tooDeep(p, r)}
 			}
 			state[p.Name], depth[p.Name], root[p.Name] = done, d, r
 		}
 	}
+	for name := range s.unavailable {
+		delete(s.presets, name)
+	}
 	return nil
+}
+
+// pathIndex returns the index of the preset called name on path.
+func pathIndex(path []*Preset, name string) int {
+	for i, p := range path {
+		if p.Name == name {
+			return i
+		}
+	}
+	return 0
+}
+
+// rotate returns the cycle names, starting at first, closed: "b c a b".
+func rotate(names []string, first string) []string {
+	i := 0
+	for k, n := range names {
+		if n == first {
+			i = k
+			break
+		}
+	}
+	out := append(append([]string{}, names[i:]...), names[:i]...)
+	return append(out, first)
 }
 
 // unknownParent is the error for preset p, which extends no known preset.
 func (s *Store) unknownParent(p *Preset) error {
-	return fmt.Errorf("%s: extends unknown preset %s (known: %s)", p.Where(), Echo(p.Extends), knownList(s.Names()))
+	return fmt.Errorf("extends unknown preset %s (known: %s)", Echo(p.Extends), knownList(s.Names()))
 }
 
 // tooDeep is the error for preset p, whose extends chain down to root is
 // longer than maxExtendsDepth.
 func tooDeep(p *Preset, root string) error {
-	return fmt.Errorf("%s: extends chain %s is %d presets long; the limit is %d: shorten it, repeating a few settings instead of extending",
-		p.Where(), chainText([]string{p.Name, p.Extends, "…", root}), maxExtendsDepth+1, maxExtendsDepth)
+	return fmt.Errorf("extends chain %s is %d presets long; the limit is %d: shorten it, repeating a few settings instead of extending",
+		chainText([]string{p.Name, p.Extends, "…", root}), maxExtendsDepth+1, maxExtendsDepth)
 }
