@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // DirProblem is what makes a state directory unfit to hold claims.
@@ -50,6 +52,9 @@ type DirState struct {
 	Mode    fs.FileMode
 	UID     int   // owner; -1 unknown
 	Err     error // lstat failed for another reason than absence
+	// NoAccess: it exists but this user cannot make files in it (no write
+	// or search permission), so cannot take the lock there.
+	NoAccess bool
 	// CanCreate: it does not exist and this user can create it (the claims
 	// make only its last element, as this does).
 	CanCreate bool
@@ -65,6 +70,11 @@ func StatDir(path string) DirState {
 		s.Symlink = fi.Mode()&fs.ModeSymlink != 0
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 			s.UID = int(st.Uid)
+		}
+		if s.IsDir {
+			// The kernel's answer: groups, ACLs, read-only mounts and root
+			// included.
+			s.NoAccess = unix.Faccessat(unix.AT_FDCWD, path, unix.W_OK|unix.X_OK, unix.AT_EACCESS) != nil
 		}
 	case errors.Is(err, fs.ErrNotExist):
 		// Try for real: permission bits alone do not tell about ACLs,
@@ -84,7 +94,8 @@ func (s DirState) Problem() DirProblem {
 	return JudgeDir(s.Mode, uint32(s.UID), uint32(os.Geteuid()))
 }
 
-// Shared reports whether every user can take locks and leases there.
+// Shared reports whether every user can take locks and leases there: others
+// may write and search it (JudgeDir then requires the sticky bit).
 func (s DirState) Shared() bool { return s.Mode.Perm()&0o003 == 0o003 }
 
 // ModeString is the octal mode as chmod takes it, "1777".
