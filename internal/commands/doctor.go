@@ -1,17 +1,17 @@
 package commands
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"io/fs"
 	"os"
-	"strings"
 
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
+	"github.com/docker/cli/cli/command/formatter"
+	flagsHelper "github.com/docker/cli/cli/flags"
 	"github.com/spf13/cobra"
 
 	"github.com/perceptron/docker-perceptron/internal/ledger"
@@ -34,14 +34,11 @@ func newDoctorCommand(dockerCLI command.Cli, deps Deps, st *stock) *cobra.Comman
 			return runDoctor(cmd.Context(), dockerCLI, deps, st, opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.format, "format", "table", `output format: "table" or "json" (one object per check per line)`)
+	cmd.Flags().StringVar(&opts.format, "format", "", flagsHelper.FormatHelp)
 	return cmd
 }
 
 func runDoctor(ctx context.Context, dockerCLI command.Cli, deps Deps, st *stock, opts doctorOptions) error {
-	if opts.format != "table" && opts.format != "json" {
-		return fmt.Errorf("invalid --format %q: use table or json", opts.format)
-	}
 	facts := preflight.DoctorFacts{
 		Host: preflight.Gather(ctx, preflight.Sources{
 			API: dockerCLI.Client(), DockerHost: dockerCLI.DockerEndpoint().Host,
@@ -73,16 +70,13 @@ func checkPresetFiles(deps Deps, st *stock) preflight.PresetFacts {
 	return p
 }
 
-// reportDoctor prints the report and returns errChecksFailed when a check
-// failed.
+// reportDoctor prints the report with docker's formatter and returns
+// errChecksFailed when a check failed.
 func reportDoctor(dockerCLI command.Cli, format string, findings []preflight.Finding) error {
-	var err error
-	if format == "json" {
-		err = writeDoctorJSON(dockerCLI.Out(), findings)
-	} else {
-		err = writeDoctorTable(dockerCLI.Out(), findings)
+	if format == "" || format == formatter.TableFormatKey {
+		format = defaultDoctorTableFormat
 	}
-	if err != nil {
+	if err := doctorWrite(formatter.Context{Output: dockerCLI.Out(), Format: formatter.Format(format)}, findings); err != nil {
 		return err
 	}
 	failed := 0
@@ -97,45 +91,52 @@ func reportDoctor(dockerCLI command.Cli, format string, findings []preflight.Fin
 	return nil
 }
 
-// writeDoctorTable writes "CHECK  STATUS  DETAIL" rows, docker style (three
-// spaces between columns), with each fix indented under its detail.
-func writeDoctorTable(w io.Writer, findings []preflight.Finding) error {
-	checkWidth, statusWidth := len("CHECK"), len("STATUS")
-	for _, f := range findings {
-		checkWidth = max(checkWidth, len(f.Check))
-		statusWidth = max(statusWidth, len(f.Level.String()))
+// defaultDoctorTableFormat puts each fix on its own line, under the
+// message; the header has none (HasFix is "" there).
+const defaultDoctorTableFormat = "table {{.Check}}\t{{.Status}}\t{{.Message}}{{if .HasFix}}\n\t\tfix: {{.Fix}}{{end}}"
+
+func doctorWrite(ctx formatter.Context, findings []preflight.Finding) error {
+	header := &doctorContext{}
+	header.Header = formatter.SubHeaderContext{
+		"Check": "CHECK", "Status": formatter.StatusHeader, "Message": "MESSAGE", "Fix": "FIX", "Detail": "DETAIL",
+		"HasFix": "",
 	}
-	const gap = "   "
-	indent := strings.Repeat(" ", checkWidth+len(gap)+statusWidth+len(gap))
-	var b strings.Builder
-	fmt.Fprintf(&b, "%-*s%s%-*s%s%s\n", checkWidth, "CHECK", gap, statusWidth, "STATUS", gap, "DETAIL")
-	for _, f := range findings {
-		fmt.Fprintf(&b, "%-*s%s%-*s%s%s\n", checkWidth, f.Check, gap, statusWidth, f.Level.String(), gap, f.Message)
-		if f.Fix != "" {
-			fmt.Fprintf(&b, "%sfix: %s\n", indent, f.Fix)
+	return ctx.Write(header, func(format func(formatter.SubContext) error) error {
+		for _, f := range findings {
+			if err := format(&doctorContext{f: f}); err != nil {
+				return err
+			}
 		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+		return nil
+	})
 }
 
-// doctorJSON is one line of --format json.
-type doctorJSON struct {
-	Check   string `json:"check"`
-	Status  string `json:"status"`
-	Message string `json:"message"`
-	Fix     string `json:"fix"`
+// doctorContext renders one finding.
+type doctorContext struct {
+	formatter.HeaderContext
+	f preflight.Finding
 }
 
-func writeDoctorJSON(w io.Writer, findings []preflight.Finding) error {
-	enc := json.NewEncoder(w)
+func (c *doctorContext) Check() string   { return c.f.Check }
+func (c *doctorContext) Status() string  { return c.f.Level.String() }
+func (c *doctorContext) Message() string { return c.f.Message }
+func (c *doctorContext) Fix() string     { return c.f.Fix }
+func (c *doctorContext) HasFix() bool    { return c.f.Fix != "" }
+
+// Detail is the whole story where Message or Fix is shortened; empty where
+// they say everything.
+func (c *doctorContext) Detail() string { return c.f.Detail }
+
+// MarshalJSON is --format json's object: the template's fields, with "&&"
+// in fixes left as written.
+func (c *doctorContext) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	for _, f := range findings {
-		if err := enc.Encode(doctorJSON{Check: f.Check, Status: f.Level.String(), Message: f.Message, Fix: f.Fix}); err != nil {
-			return err
-		}
-	}
-	return nil
+	err := enc.Encode(struct {
+		Check, Status, Message, Fix, Detail string
+	}{c.Check(), c.Status(), c.Message(), c.Fix(), c.Detail()})
+	return bytes.TrimSpace(b.Bytes()), err
 }
 
 // policyFacts loads the site's policy for doctor.

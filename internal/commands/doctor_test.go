@@ -295,14 +295,57 @@ func TestDoctorCommand(t *testing.T) {
 		golden.Assert(t, scrub.Replace(lines[len(lines)-1])+"\n", "doctor-command-broken-presets.golden")
 	})
 
-	t.Run("bad format", func(t *testing.T) {
+	t.Run("templates", func(t *testing.T) {
+		assert.NilError(t, os.WriteFile(userPresets, []byte("mine:\n  description: mine\n  shm-size: 8g\n"), 0o644))
+		for _, tc := range []struct{ format, want string }{
+			{format: "{{.Check}}={{.Status}}", want: "daemon=ok\n"},
+			{format: "table {{.Check}}\t{{.Status}}", want: "CHECK STATUS\ndaemon ok\n"},
+		} {
+			out.Reset()
+			cmd := withStatus(newDoctorCommand(dockerCLI, deps, newStock(dockerCLI)))
+			cmd.SetArgs([]string{"--format", tc.format})
+			cmd.SetOut(errOut)
+			cmd.SetErr(errOut)
+			assert.NilError(t, cmd.ExecuteContext(t.Context()))
+			lines := strings.Split(out.String(), "\n")
+			n := strings.Count(tc.want, "\n")
+			var got string
+			for _, l := range lines[:n] {
+				got += strings.Join(strings.Fields(l), " ") + "\n"
+			}
+			assert.Equal(t, got, tc.want, tc.format)
+		}
+	})
+
+	t.Run("bad template", func(t *testing.T) {
 		cmd := withStatus(newDoctorCommand(dockerCLI, deps, newStock(dockerCLI)))
-		cmd.SetArgs([]string{"--format", "yaml"})
+		cmd.SetArgs([]string{"--format", "{{.Check"})
 		cmd.SetOut(errOut)
 		cmd.SetErr(errOut)
 		err := cmd.ExecuteContext(t.Context())
-		assertStatus(t, err, 125, `invalid --format "yaml": use table or json`)
+		var st cli.StatusError
+		assert.Assert(t, errors.As(err, &st))
+		assert.Equal(t, st.StatusCode, 125)
+		assert.Assert(t, strings.HasPrefix(st.Status, "template parsing error: "), st.Status)
 	})
+}
+
+// TestDoctorGoldenWidth: every line of doctor's tables, fixes included,
+// fits in 100 columns; the whole text is in --format json's Detail.
+func TestDoctorGoldenWidth(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "doctor-*.golden"))
+	assert.NilError(t, err)
+	assert.Assert(t, len(files) > 0)
+	for _, file := range files {
+		if strings.HasSuffix(file, "-json.golden") || strings.Contains(file, "broken-presets") {
+			continue // JSON lines
+		}
+		data, err := os.ReadFile(file)
+		assert.NilError(t, err)
+		for i, line := range strings.Split(string(data), "\n") {
+			assert.Check(t, len([]rune(line)) <= 100, "%s:%d is %d characters: %s", file, i+1, len([]rune(line)), line)
+		}
+	}
 }
 
 // assertStatus checks an error's exit status and message.

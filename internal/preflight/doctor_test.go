@@ -100,10 +100,12 @@ func TestStateDir(t *testing.T) {
 	}{
 		{name: "shared", path: shared, wantIn: "(1777)"},
 		// internal/ledger refuses these two outright.
-		{name: "not sticky", path: mk("nosticky", 0o777), wantLevel: Fail, wantIn: "0777 without the sticky bit: GPU claims refuse it"},
+		{name: "not sticky", path: mk("nosticky", 0o777), wantLevel: Fail, wantIn: "0777, not sticky: GPU claims refuse it"},
 		{name: "symlink", path: link, wantLevel: Fail, wantIn: "is a symlink"},
-		{name: "private", path: mk("private", 0o755), wantLevel: Fail, wantIn: "is 0755: other users cannot"},
-		{name: "absent, creatable", path: filepath.Join(root, "new"), wantIn: "creates it, mode 1777"},
+		// Safe, and this user's: fine for this user's runs, but other
+		// users' runs cannot see its claims.
+		{name: "private", path: mk("private", 0o755), wantLevel: Warn, wantIn: "(0755): only your own runs see your GPU claims"},
+		{name: "absent, creatable", path: filepath.Join(root, "new"), wantIn: "the first GPU claim makes it (1777)"},
 		{name: "absent, parent missing", path: filepath.Join(root, "no", "new"), wantLevel: Fail, wantIn: "this user cannot create it"},
 		{name: "not a directory", path: file, wantLevel: Fail, wantIn: "not a directory"},
 	}
@@ -113,15 +115,25 @@ func TestStateDir(t *testing.T) {
 			path      string
 			wantLevel Level
 			wantIn    string
-		}{name: "absent, parent read-only", path: filepath.Join(readOnly, "new"), wantLevel: Fail, wantIn: "this user cannot create it"})
+		}{name: "absent, parent read-only", path: filepath.Join(readOnly, "new"), wantLevel: Fail, wantIn: "this user cannot create it"},
+			struct {
+				name      string
+				path      string
+				wantLevel Level
+				wantIn    string
+			}{name: "not writable", path: readOnly, wantLevel: Fail, wantIn: "0555: this user cannot take the GPU lock there"})
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := stateDirFinding(ledger.StatDir(tc.path))
 			assert.Equal(t, f.Level, tc.wantLevel)
 			assert.Assert(t, is.Contains(f.Message, tc.wantIn))
-			if tc.wantLevel != OK {
-				assert.Assert(t, is.Contains(f.Fix, "chmod 1777 "+tc.path))
+			switch tc.wantLevel {
+			case Fail:
+				assert.Assert(t, is.Contains(f.Fix, "1777 "+tc.path))
+			case Warn:
+				assert.Assert(t, is.Contains(f.Fix, "chmod 1777"))
+				assert.Assert(t, is.Contains(f.Detail, "claims are coordinated only among your own runs"))
 			}
 		})
 	}

@@ -81,16 +81,20 @@ func ngcFinding(inv gpus.Inventory) (Finding, bool) {
 	if err != nil || tErr != nil {
 		return Finding{}, false
 	}
-	var newest []string
+	var newest, short []string
 	for _, img := range table.Images {
 		if r, ok := table.NewestNative(img, driver); ok {
 			newest = append(newest, img.Ref(r))
+			short = append(short, img.Framework+" "+r.Name)
 		}
 	}
 	if len(newest) == 0 {
 		return Finding{Check: "ngc", Level: Warn,
-			Message: "no NGC framework release in docker perceptron's table runs natively on driver " + inv.DriverVersion,
-			Fix:     "install a newer NVIDIA driver; 'docker perceptron ngc' lists what each release needs"}, true
+			Message: "no NGC release in the table runs natively on driver " + inv.DriverVersion,
+			Fix:     "install a newer NVIDIA driver (see docker perceptron ngc)",
+			Detail: "no NGC framework release in docker perceptron's table runs natively on driver " + inv.DriverVersion +
+				" (fix: install a newer NVIDIA driver; 'docker perceptron ngc' lists what each release needs)"}, true
 	}
-	return Finding{Check: "ngc", Level: OK, Message: "newest NGC releases driver " + inv.DriverVersion + " runs natively: " + strings.Join(newest, ", ")}, true
+	return Finding{Check: "ngc", Level: OK, Message: "newest native NGC releases: " + strings.Join(short, ", "),
+		Detail: "newest NGC releases driver " + inv.DriverVersion + " runs natively: " + strings.Join(newest, ", ")}, true
 }

@@ -79,8 +79,10 @@ func TestNgcFinding(t *testing.T) {
 	} {
 		f, ok := ngcFinding(gpus.Inventory{DriverVersion: driver})
 		assert.Check(t, ok)
-		assert.Check(t, is.Contains(f.Message, want))
+		assert.Check(t, is.Contains(f.Detail, want))
 	}
+	f, _ := ngcFinding(gpus.Inventory{DriverVersion: "550.54.15"})
+	assert.Check(t, is.Equal(f.Message, "newest native NGC releases: pytorch 24.05, tritonserver 24.05"))
 	_, ok := ngcFinding(gpus.Inventory{})
 	assert.Check(t, !ok, "no driver version: nothing to say")
 }

@@ -25,14 +25,32 @@ func policyFinding(p PolicyFacts) Finding {
 	const check = "policy"
 	switch {
 	case p.Err != nil:
-		return Finding{Check: check, Level: Warn, Message: p.Err.Error() + "; no quota or idle limit applies",
-			Fix: "an administrator fixes the file (see the README's site policy)"}
+		const fix = "an administrator fixes the file (see the README's site policy)"
+		return Finding{Check: check, Level: Warn, Message: "the site's policy file is ignored: no quota or idle limit applies",
+			Fix:    "an administrator fixes it (--format json says why)",
+			Detail: p.Err.Error() + "; no quota or idle limit applies (fix: " + fix + ")"}
 	case !p.Policy.Set() && p.Path == "":
 		return Finding{Check: check, Level: OK, Message: "no site policy: no quota or idle limit"}
 	case !p.Policy.Set():
-		return Finding{Check: check, Level: OK, Message: "no site policy at " + p.Path + ": no quota or idle limit"}
+		return Finding{Check: check, Level: OK, Message: "none at " + p.Path + ": no quota or idle limit"}
 	}
-	return Finding{Check: check, Level: OK, Message: p.Policy.Path + ": " + DescribePolicy(p.Policy)}
+	// What is set, in short; Detail and 'docker perceptron policy' say it
+	// whole.
+	var set []string
+	if p.Policy.MaxGPUs.Default != nil || len(p.Policy.MaxGPUs.Users) > 0 || len(p.Policy.MaxGPUs.Groups) > 0 {
+		set = append(set, "GPU quotas")
+	}
+	if p.Policy.MaxIdle > 0 {
+		set = append(set, "max-idle "+shortDuration(p.Policy.MaxIdle))
+	}
+	if p.Policy.MaxMemoryMiB != nil || p.Policy.MaxUtilPercent != nil {
+		set = append(set, "free-GPU thresholds")
+	}
+	msg := "in force: " + strings.Join(set, ", ")
+	if len(set) == 0 {
+		msg = p.Policy.Path + " sets nothing"
+	}
+	return Finding{Check: check, Level: OK, Message: msg, Detail: p.Policy.Path + ": " + DescribePolicy(p.Policy)}
 }
 
 // DescribePolicy says what a policy sets, in one line: "at most 2 GPUs per
@@ -43,7 +61,7 @@ func DescribePolicy(p policy.Policy) string {
 		parts = append(parts, l)
 	}
 	if p.MaxIdle > 0 {
-		parts = append(parts, "max-idle "+strings.TrimSuffix(strings.TrimSuffix(p.MaxIdle.String(), "0s"), "0m"))
+		parts = append(parts, "max-idle "+shortDuration(p.MaxIdle))
 	}
 	var free []string
 	if p.MaxMemoryMiB != nil {
@@ -59,6 +77,11 @@ func DescribePolicy(p policy.Policy) string {
 		return "sets nothing"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// shortDuration is "4h" for 4h0m0s.
+func shortDuration(d time.Duration) string {
+	return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")
 }
 
 func describeLimits(l policy.Limits) string {
@@ -103,14 +126,21 @@ func accountingFinding(inv gpus.Inventory, maxIdle time.Duration) (Finding, bool
 	if len(off) == 0 {
 		return f, true
 	}
-	const turnOn = "sudo nvidia-smi -pm 1 && sudo nvidia-smi -am 1 (persistence mode keeps accounting on until reboot; it costs no performance)"
-	f.Message = "NVML accounting is off on GPU " + strings.Join(off, ", ") + ": gpus cannot tell how long they have been idle"
+	const turnOn = "sudo nvidia-smi -pm 1 && sudo nvidia-smi -am 1"
+	const why = " (persistence mode keeps accounting on until reboot; it costs no performance)"
+	on := "GPU " + strings.Join(off, ", ")
+	if len(off) == len(inv.Devices) {
+		on = "every GPU"
+	}
+	detail := "NVML accounting is off on GPU " + strings.Join(off, ", ") + ": gpus cannot tell how long they have been idle"
 	if maxIdle == 0 {
-		f.Message += "; to see it: " + turnOn
+		f.Message = "NVML accounting is off on " + on + ": gpus cannot show idle times"
+		f.Detail = detail + "; to see it: " + turnOn + why
 		return f, true
 	}
 	f.Level = Warn
-	f.Message += ", and reservations there never expire under the policy's max-idle"
+	f.Message = "accounting is off on " + on + ": max-idle never expires claims there"
 	f.Fix = turnOn
+	f.Detail = detail + ", and reservations there never expire under the policy's max-idle (fix: " + turnOn + why + ")"
 	return f, true
 }

@@ -44,6 +44,10 @@ type Finding struct {
 	Level   Level
 	Message string // what is wrong (or, for OK, what was found)
 	Fix     string // what to do about it; empty for OK
+	// Detail is the whole story where Message or Fix is a short line for
+	// doctor's table: what was found and what to do, in full. Empty when
+	// the two say everything.
+	Detail string
 }
 
 // Input is everything the run-time checks look at.

@@ -39,14 +39,20 @@ func DefaultRuntime(d DaemonInfo) Finding {
 	}
 	fix := fmt.Sprintf(`remove "default-runtime": %q from %s (keep it under "runtimes"; or drop dockerd's --default-runtime flag), then %s; GPUs are then asked for with --gpus`,
 		d.DefaultRuntime, daemonJSON, restart)
+	short := `remove "default-runtime" from daemon.json, then restart docker`
 	if !d.Local {
 		fix = "on the daemon's host: " + fix
+		short = `on the daemon's host: remove "default-runtime" from daemon.json`
 	}
-	return Finding{
+	f := Finding{
 		Check: check, Level: Warn,
 		Message: fmt.Sprintf("default runtime %s: every container whose image sets NVIDIA_VISIBLE_DEVICES (NGC images: all) gets those GPUs without asking, outside any GPU claim", d.DefaultRuntime),
 		Fix:     fix,
 	}
+	f.Detail = f.Line()
+	f.Message = fmt.Sprintf("default runtime %s: NGC images get every GPU, outside any claim", d.DefaultRuntime)
+	f.Fix = short
+	return f
 }
 
 // ToolkitEnvvar warns when the NVIDIA Container Toolkit on this host lets
@@ -74,12 +80,15 @@ func ToolkitEnvvar(d DaemonInfo, t ToolkitConfig) Finding {
 	case !d.Local:
 		return Finding{Check: check, Level: OK, Message: "not checked: the daemon is remote"}
 	case !t.Exists:
-		return Finding{Check: check, Level: OK, Message: "no " + t.Path + " (the NVIDIA Container Toolkit is not installed here, or reads its config elsewhere)"}
+		return Finding{Check: check, Level: OK, Message: "no " + t.Path,
+			Detail: "no " + t.Path + " (the NVIDIA Container Toolkit is not installed here, or reads its config elsewhere)"}
 	case t.Err != nil:
 		return Finding{
 			Check: check, Level: Warn,
-			Message: "cannot read the NVIDIA Container Toolkit's config: " + t.Err.Error(),
-			Fix:     "check the file (sudo nvidia-ctk config --config-file=" + t.Path + " prints the settings the toolkit reads)",
+			Message: "cannot read " + t.Path,
+			Fix:     "check it: sudo nvidia-ctk config prints what the toolkit reads",
+			Detail: "cannot read the NVIDIA Container Toolkit's config: " + t.Err.Error() +
+				" (fix: check the file (sudo nvidia-ctk config --config-file=" + t.Path + " prints the settings the toolkit reads))",
 		}
 	}
 	var runtimes []string
@@ -105,9 +114,11 @@ func ToolkitEnvvar(d DaemonInfo, t ToolkitConfig) Finding {
 	switch {
 	case len(how) > 0:
 	case t.EnvvarUnprivileged:
-		return Finding{Check: check, Level: OK, Message: t.Path + ": " + envvar + "; no nvidia runtime, so the variable alone gives no GPU"}
+		return Finding{Check: check, Level: OK, Message: "no nvidia runtime, so NVIDIA_VISIBLE_DEVICES alone gives no GPU",
+			Detail: t.Path + ": " + envvar + "; no nvidia runtime, so the variable alone gives no GPU"}
 	default:
-		return Finding{Check: check, Level: OK, Message: t.Path + ": " + envvar + ": unprivileged containers get only the GPUs docker gives them"}
+		return Finding{Check: check, Level: OK, Message: "unprivileged containers get only the GPUs docker gives them",
+			Detail: t.Path + ": " + envvar + ": unprivileged containers get only the GPUs docker gives them"}
 	}
 	fix := "sudo nvidia-ctk config --config-file=" + t.Path
 	for _, s := range sets {
@@ -118,10 +129,15 @@ func ToolkitEnvvar(d DaemonInfo, t ToolkitConfig) Finding {
 		fix += "; unprivileged containers then get GPUs only through CDI (--device nvidia.com/gpu=N, or --gpus where docker maps it to CDI): " +
 			"docker's --gpus through " + HookName + " passes them in NVIDIA_VISIBLE_DEVICES too"
 	}
+	short := "set " + sets[0]
+	if len(sets) > 1 {
+		short = "set the two accept-nvidia-visible-devices-* to false"
+	}
 	return Finding{
 		Check: check, Level: Warn,
-		Message: "any user can take every GPU without asking, outside any GPU claim: " + strings.Join(how, "; or "),
-		Fix:     fix,
+		Message: "any user can take every GPU without asking, outside any GPU claim",
+		Fix:     short,
+		Detail:  "any user can take every GPU without asking, outside any GPU claim: " + strings.Join(how, "; or ") + " (fix: " + fix + ")",
 	}
 }
 
