@@ -12,12 +12,10 @@ import (
 	"github.com/perceptron/docker-perceptron/internal/preflight"
 )
 
-// doctorLine is one line of "docker perceptron doctor --format json".
+// doctorLine is one line of "docker perceptron doctor --format json": the
+// template's field names.
 type doctorLine struct {
-	Check   string `json:"check"`
-	Status  string `json:"status"`
-	Message string `json:"message"`
-	Fix     string `json:"fix"`
+	Check, Status, Message, Fix, Detail string
 }
 
 // doctorJSON runs doctor --format json and parses every line; each must be
@@ -39,7 +37,7 @@ func doctorJSON(t *testing.T, e *Env) (map[string]doctorLine, Result) {
 	return lines, r
 }
 
-// tableRow returns the STATUS and DETAIL of the check's row in doctor's
+// tableRow returns the STATUS and MESSAGE of the check's row in doctor's
 // table, with the column padding squeezed: "ok nvidia-container-runtime-hook".
 func tableRow(table, check string) string {
 	for _, line := range strings.Split(table, "\n") {
@@ -127,7 +125,7 @@ func TestDoctorSharedDaemon(t *testing.T) {
 		if l := lines["state-dir"]; l.Status != "ok" || l.Message != e.StateDir+" (1777)" {
 			t.Errorf("state-dir: got %+v", l)
 		}
-		if l := lines["presets"]; l.Status != "ok" || !strings.Contains(l.Message, "no file at ") || !strings.Contains(l.Message, filepath.Join(e.Config, "perceptron", "presets.yaml")) {
+		if l := lines["presets"]; l.Status != "ok" || !strings.Contains(l.Detail, "no file at ") || !strings.Contains(l.Detail, filepath.Join(e.Config, "perceptron", "presets.yaml")) {
 			t.Errorf("presets: got %+v", l)
 		}
 		wantMemlock(t, lines)
@@ -166,7 +164,7 @@ func TestDoctorBrokenUserPresets(t *testing.T) {
 		t.Errorf("want exit 1, got %s", r)
 	}
 	l := lines["presets"]
-	if l.Status != "fail" || !strings.HasPrefix(l.Message, file+":3: ") || !strings.Contains(l.Message, `"shm-sise"`) ||
+	if l.Status != "fail" || !strings.HasSuffix(l.Message, file+":3") || !strings.HasPrefix(l.Detail, file+":3: ") || !strings.Contains(l.Detail, `"shm-sise"`) ||
 		l.Fix != "fix the file; 'docker perceptron presets ls' shows what loads" {
 		t.Errorf("presets: want a failure at %s:3 with its fix, got %+v", file, l)
 	}
@@ -192,12 +190,12 @@ func TestDoctorWithoutToolkit(t *testing.T) {
 		t.Errorf("want exit 1, got %s", r)
 	}
 	l := lines["gpu-runtime"]
-	if l.Status != "fail" || !strings.Contains(l.Message, `could not select device driver "" with capabilities: [[gpu]]`) {
+	if l.Status != "fail" || !strings.Contains(l.Detail, `could not select device driver "" with capabilities: [[gpu]]`) {
 		t.Errorf("gpu-runtime: want a failure naming docker's error, got %+v", l)
 	}
 	for _, want := range []string{"sudo apt-get install -y nvidia-container-toolkit", "sudo nvidia-ctk runtime configure --runtime=docker", "sudo systemctl restart docker"} {
-		if !strings.Contains(l.Fix, want) {
-			t.Errorf("gpu-runtime: fix lacks %q: %q", want, l.Fix)
+		if !strings.Contains(l.Detail, want) {
+			t.Errorf("gpu-runtime: the detail lacks %q: %q", want, l.Detail)
 		}
 	}
 	for check, l := range lines {
@@ -230,13 +228,33 @@ func TestDoctorDefaultRuntimeNvidia(t *testing.T) {
 		t.Errorf("want exit 0 (a warning), got %s", r)
 	}
 	l := lines["default-runtime"]
-	if l.Status != "warn" || !strings.HasPrefix(l.Message, "default runtime nvidia: every container whose image sets NVIDIA_VISIBLE_DEVICES") ||
-		!strings.Contains(l.Fix, `remove "default-runtime": "nvidia" from /etc/docker/daemon.json`) {
+	if l.Status != "warn" || !strings.HasPrefix(l.Detail, "default runtime nvidia: every container whose image sets NVIDIA_VISIBLE_DEVICES") ||
+		!strings.Contains(l.Detail, `remove "default-runtime": "nvidia" from /etc/docker/daemon.json`) ||
+		l.Fix != `remove "default-runtime" from daemon.json, then restart docker` {
 		t.Errorf("default-runtime: want a warning with the daemon.json fix, got %+v", l)
 	}
 	// The shared daemon runs runc by default.
 	shared, _ := doctorJSON(t, doctorEnv(t, newEnv(t)))
 	if l := shared["default-runtime"]; l.Status != "ok" || l.Message != "default runtime runc" {
 		t.Errorf("default-runtime on the shared daemon: got %+v", l)
+	}
+}
+
+// TestDoctorPrivateStateDir: a state directory only its owner can use is
+// fine for the owner's runs: a warning that other users' runs cannot see
+// the claims, not a failure.
+func TestDoctorPrivateStateDir(t *testing.T) {
+	e := doctorEnv(t, newEnv(t))
+	if err := os.Chmod(e.StateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lines, r := doctorJSON(t, e)
+	if r.ExitCode != 0 {
+		t.Errorf("want exit 0 (a warning), got %s", r)
+	}
+	l := lines["state-dir"]
+	if l.Status != "warn" || !strings.Contains(l.Message, e.StateDir+" (0755)") ||
+		!strings.Contains(l.Detail, "claims are coordinated only among your own runs") {
+		t.Errorf("state-dir: want a warning for a private directory, got %+v", l)
 	}
 }
