@@ -91,6 +91,7 @@ func NewRootCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 		newCreateCommand(dockerCLI, deps, st),
 		newPresetsCommand(dockerCLI, deps, st),
 		newGpusCommand(dockerCLI, deps),
+		newPsCommand(dockerCLI, deps),
 		newQueueCommand(dockerCLI, deps),
 		newPolicyCommand(dockerCLI, deps),
 		newNgcCommand(dockerCLI, deps),
