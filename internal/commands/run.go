@@ -145,14 +145,15 @@ func parseContainerArgs(stockFlags *pflag.FlagSet, args []string) (cmdLine, erro
 // buildRequest merges the presets with the user's options and reads the
 // result into the run's typed request, once.
 func buildRequest(dockerCLI command.Cli, deps Deps, st *stock, name string, cl cmdLine, site policy.Policy) (request.Run, error) {
-	store, err := loadPresets(deps, st)
-	if err != nil {
-		return request.Run{}, err
+	store, setAside := loadPresets(deps, st)
+	if store == nil {
+		return request.Run{}, setAside
 	}
 	fromPresets, err := store.Expand(cl.presets...)
 	if err != nil {
 		return request.Run{}, err
 	}
+	warnSetAside(dockerCLI, setAside)
 	merged, err := presets.MergeUser(fromPresets, cl.user, dockerCLI.In().IsTerminal())
 	if err != nil {
 		return request.Run{}, err
@@ -281,7 +282,9 @@ func createClaimed(ctx context.Context, dockerCLI command.Cli, deps Deps, st *st
 }
 
 // loadPresets reads the built-in presets and the preset files, each value
-// checked by docker's parsers and internal/request.
+// checked by docker's parsers and internal/request. When a file does not
+// load, it returns the store of the others with a *presets.SetAsideError
+// (see warnSetAside); no store only when the built-in presets do not load.
 func loadPresets(deps Deps, st *stock) (*presets.Store, error) {
 	return presets.Load(presets.Builtin, presets.Files(deps.SystemPresets, deps.UserPresets), presets.Options{
 		Flags:   func() *pflag.FlagSet { return st.flags("run") },

@@ -3,6 +3,7 @@ package presets
 import (
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // Explain says in one line what a setting does and why a preset sets it.
@@ -34,11 +35,22 @@ func Explain(s Setting, usage func(flag string) string) string {
 		return fmt.Sprintf("sets %s in the container's environment", key)
 	}
 	if usage != nil {
-		if u := usage(name); u != "" {
-			return strings.ToLower(u[:1]) + u[1:]
-		}
+		return lowerFirst(usage(name))
 	}
 	return ""
+}
+
+// lowerFirst lowers the first letter of a help text, to continue a
+// sentence, unless it begins an acronym: "Set umask" is "set umask", "GPU
+// devices" stays.
+func lowerFirst(s string) string {
+	if len(s) > 1 && unicode.IsUpper(rune(s[1])) {
+		return s
+	}
+	if s == "" {
+		return s
+	}
+	return strings.ToLower(s[:1]) + s[1:]
 }
 
 func portUse(port string) string {

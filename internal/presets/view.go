@@ -5,22 +5,23 @@ import (
 	"strings"
 )
 
-// View is a preset as `docker perceptron presets show` renders it; its JSON
-// names are stable.
+// View is a preset as `docker perceptron presets show` renders it. Its JSON
+// keys are its field names, which --format templates use, as docker's
+// --format json; they are stable.
 type View struct {
-	Name        string       `json:"name"`
-	Source      string       `json:"source"`
-	File        string       `json:"file,omitempty"`
-	Description string       `json:"description"`
-	Extends     string       `json:"extends,omitempty"`
-	Options     []OptionView `json:"options"`
+	Name        string
+	Source      string
+	File        string
+	Description string
+	Extends     string
+	Options     []OptionView
 }
 
 // OptionView is one option of a View.
 type OptionView struct {
-	Option      string `json:"option"`
-	Value       string `json:"value"`
-	Explanation string `json:"explanation"`
+	Option      string
+	Value       string
+	Explanation string
 }
 
 // NewView describes preset p, whose expanded settings are settings; usage
