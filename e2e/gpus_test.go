@@ -9,22 +9,23 @@ import (
 )
 
 // gpusLine is one line of docker perceptron gpus --format json (see
-// docs/gpus-json.md), the fields these tests look at.
+// docs/gpus-json.md), the fields these tests look at: its keys are the
+// field names.
 type gpusLine struct {
-	Index   int     `json:"index"`
-	UUID    *string `json:"uuid"`
-	State   string  `json:"state"`
+	Index   int
+	UUID    *string
+	State   string
 	Holders []struct {
-		ContainerID   string `json:"container_id"`
-		ContainerName string `json:"container_name"`
-		User          string `json:"user"`
-		PIDs          []int  `json:"pids"`
-		ByProcess     bool   `json:"by_process"`
-		ByReservation bool   `json:"by_reservation"`
-		State         string `json:"state"`
-		SeesAll       bool   `json:"sees_all"`
-		Unclaimed     bool   `json:"unclaimed"`
-	} `json:"holders"`
+		ContainerID   string
+		ContainerName string
+		User          string
+		PIDs          []int
+		ByProcess     bool
+		ByReservation bool
+		State         string
+		SeesAll       bool
+		Unclaimed     bool
+	}
 }
 
 // gpusEnv gives e a fake NVML inventory and a reservation cache of its own.
@@ -179,7 +180,7 @@ func TestGpusFormats(t *testing.T) {
 			t.Errorf("states %v", got)
 		}
 		raw := strings.Split(e.MustDocker("perceptron", "gpus", "--format", "json"), "\n")
-		if !strings.Contains(raw[0], `"temperature_c":0,`) || !strings.Contains(raw[2], `"temperature_c":null,`) || !strings.Contains(raw[2], `"errors":{"temperature":"ERROR_UNKNOWN"}`) {
+		if !strings.Contains(raw[0], `"TemperatureC":0,`) || !strings.Contains(raw[2], `"TemperatureC":null,`) || !strings.Contains(raw[2], `"Errors":{"temperature":"ERROR_UNKNOWN"}`) {
 			t.Errorf("want GPU 0's temperature, and null for GPU 2's:\n%s", strings.Join(raw, "\n"))
 		}
 

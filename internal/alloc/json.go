@@ -17,54 +17,54 @@ func (a Assessment) MarshalJSON() ([]byte, error) {
 }
 
 type assessmentJSON struct {
-	Index              int               `json:"index"`
-	UUID               *string           `json:"uuid"`
-	Name               *string           `json:"name"`
-	PCIBusID           *string           `json:"pci_bus_id"`
-	MemoryTotalMiB     *uint64           `json:"memory_total_mib"`
-	MemoryUsedMiB      *uint64           `json:"memory_used_mib"`
-	UtilizationPercent *int              `json:"utilization_percent"`
-	TemperatureC       *int              `json:"temperature_c"`
-	PowerW             *int              `json:"power_w"`
-	MIGEnabled         *bool             `json:"mig_enabled"`
-	NUMANode           *int              `json:"numa_node"`
-	NVLinkPeers        []int             `json:"nvlink_peers"`
-	Processes          []processJSON     `json:"processes"`
-	State              string            `json:"state"`
-	Holders            []holderJSON      `json:"holders"`
-	Claim              *claimJSON        `json:"claim"`
-	HeldSince          *time.Time        `json:"held_since"`
-	Accounting         *bool             `json:"accounting"`
-	IdleSince          *time.Time        `json:"idle_since"`
-	Errors             map[string]string `json:"errors,omitempty"`
+	Index              int
+	UUID               *string
+	Name               *string
+	PCIBusID           *string
+	MemoryTotalMiB     *uint64
+	MemoryUsedMiB      *uint64
+	UtilizationPercent *int
+	TemperatureC       *int
+	PowerW             *int
+	MIGEnabled         *bool
+	NUMANode           *int
+	NVLinkPeers        []int
+	Processes          []processJSON
+	State              string
+	Holders            []holderJSON
+	Claim              *claimJSON
+	HeldSince          *time.Time
+	Accounting         *bool
+	IdleSince          *time.Time
+	Errors             map[string]string `json:",omitempty"`
 }
 
 // claimJSON is a pending claim: another docker perceptron creating its
 // container on the GPU.
 type claimJSON struct {
-	PID     int       `json:"pid"`
-	User    string    `json:"user"`
-	Expires time.Time `json:"expires"`
+	PID     int
+	User    string
+	Expires time.Time
 }
 
 type processJSON struct {
-	PID           int    `json:"pid"`
-	UsedMemoryMiB uint64 `json:"used_memory_mib"`
+	PID           int
+	UsedMemoryMiB uint64
 }
 
 type holderJSON struct {
-	ContainerID   string     `json:"container_id"`
-	ContainerName string     `json:"container_name"`
-	User          string     `json:"user"`
-	PIDs          []int      `json:"pids"`
-	ByProcess     bool       `json:"by_process"`
-	ByReservation bool       `json:"by_reservation"`
-	Since         *time.Time `json:"since"`
-	Stale         bool       `json:"stale"`
-	OtherDaemon   bool       `json:"other_daemon"`
-	State         string     `json:"state"`
-	SeesAll       bool       `json:"sees_all"`
-	Unclaimed     bool       `json:"unclaimed"`
+	ContainerID   string
+	ContainerName string
+	User          string
+	PIDs          []int
+	ByProcess     bool
+	ByReservation bool
+	Since         *time.Time
+	Stale         bool
+	OtherDaemon   bool
+	State         string
+	SeesAll       bool
+	Unclaimed     bool
 }
 
 // ifKnown returns &v, or nil when the query q failed.

@@ -415,7 +415,7 @@ func TestPolicyCommand(t *testing.T) {
 
 	out.Reset()
 	assert.NilError(t, runPolicyCmd(t, dockerCLI, deps, "--format", "json"))
-	assert.Equal(t, out.String(), `{"path":"`+deps.PolicyPath+`","in_force":true,"summary":"at most 1 GPU(s) per user through --gpus auto (alice 3); max-idle 4h; free GPU: at most 5% utilised","your_limit":3,"limit_rule":"user alice","max_idle":"4h","free_max_memory_mib":1024,"free_max_util_percent":5}`+"\n")
+	assert.Equal(t, out.String(), `{"Path":"`+deps.PolicyPath+`","InForce":true,"Summary":"at most 1 GPU(s) per user through --gpus auto (alice 3); max-idle 4h; free GPU: at most 5% utilised","YourLimit":3,"LimitRule":"user alice","MaxIdle":"4h","FreeMaxMemoryMiB":1024,"FreeMaxUtilPercent":5}`+"\n")
 	assert.Check(t, is.ErrorContains(runPolicyCmd(t, dockerCLI, deps, "--format", "yaml"), `invalid --format "yaml": use json`))
 }
 

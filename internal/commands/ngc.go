@@ -138,12 +138,12 @@ func (c *ngcContext) Source() string    { return c.r.rel.Source }
 // MarshalJSON is --format json's object.
 func (c *ngcContext) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
-		Image     string `json:"image"`
-		Framework string `json:"framework"`
-		Release   string `json:"release"`
-		CUDA      string `json:"cuda"`
-		MinDriver string `json:"min_driver"`
-		Here      string `json:"here"`
-		Source    string `json:"source"`
+		Image     string
+		Framework string
+		Release   string
+		CUDA      string
+		MinDriver string
+		Here      string
+		Source    string
 	}{c.Image(), c.Framework(), c.Release(), c.CUDA(), c.MinDriver(), c.Here(), c.Source()})
 }

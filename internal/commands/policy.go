@@ -31,15 +31,15 @@ func newPolicyCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 // policyView is what `policy` shows: the file, what it sets, and what
 // applies to the user who asks.
 type policyView struct {
-	Path      string `json:"path"`
-	InForce   bool   `json:"in_force"`
-	Problem   string `json:"problem,omitempty"`
-	Summary   string `json:"summary"`
-	YourLimit *int   `json:"your_limit"`
-	LimitRule string `json:"limit_rule,omitempty"`
-	MaxIdle   string `json:"max_idle,omitempty"`
-	MaxMemory uint64 `json:"free_max_memory_mib"`
-	MaxUtil   int    `json:"free_max_util_percent"`
+	Path               string
+	InForce            bool
+	Problem            string `json:",omitempty"`
+	Summary            string
+	YourLimit          *int
+	LimitRule          string `json:",omitempty"`
+	MaxIdle            string `json:",omitempty"`
+	FreeMaxMemoryMiB   uint64
+	FreeMaxUtilPercent int
 }
 
 func runPolicy(dockerCLI command.Cli, deps Deps, format string) error {
@@ -59,7 +59,7 @@ func runPolicy(dockerCLI command.Cli, deps Deps, format string) error {
 		v.MaxIdle = alloc.Round(p.MaxIdle)
 	}
 	t := alloc.SiteThresholds(p)
-	v.MaxMemory, v.MaxUtil = t.MaxMemoryUsedMiB, t.MaxUtilizationPercent
+	v.FreeMaxMemoryMiB, v.FreeMaxUtilPercent = t.MaxMemoryUsedMiB, t.MaxUtilizationPercent
 	if format == "json" {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -90,5 +90,5 @@ func printPolicy(dockerCLI command.Cli, v policyView, user string) {
 	if v.MaxIdle != "" {
 		_, _ = fmt.Fprintf(out, "Idle limit: a reservation whose GPUs had no process for %s may be given to others\n", v.MaxIdle)
 	}
-	_, _ = fmt.Fprintf(out, "A GPU is free with at most %d MiB of memory used and %d%% utilisation, and no process\n", v.MaxMemory, v.MaxUtil)
+	_, _ = fmt.Fprintf(out, "A GPU is free with at most %d MiB of memory used and %d%% utilisation, and no process\n", v.FreeMaxMemoryMiB, v.FreeMaxUtilPercent)
 }

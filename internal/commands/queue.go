@@ -105,11 +105,11 @@ func (c *queueContext) Since() string { return c.w.Since.Local().String() }
 // MarshalJSON is the --format json object.
 func (c *queueContext) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
-		Position int       `json:"position"`
-		User     string    `json:"user"`
-		UID      int       `json:"uid"`
-		GPUs     int       `json:"gpus"`
-		Since    time.Time `json:"since"`
-		PID      int       `json:"pid"`
+		Position int
+		User     string
+		UID      int
+		GPUs     int
+		Since    time.Time
+		PID      int
 	}{c.w.Position, c.User(), c.w.UID, c.w.GPUs, c.w.Since, c.w.PID})
 }
