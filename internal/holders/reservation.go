@@ -176,6 +176,7 @@ func ReservationOf(ctr container.InspectResponse) Reservation {
 	}
 	r.GPUs = sortedSet(r.GPUs)
 	r.EnvGPUs = sortedSet(r.EnvGPUs)
+	r.Format = reservationFormat
 	return r
 }
 

@@ -99,6 +99,7 @@ func TestReservationOf(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := ReservationOf(tc.ctr)
+			tc.want.Format = reservationFormat // every reservation read now is of this version
 			assert.DeepEqual(t, got, tc.want)
 		})
 	}
