@@ -24,6 +24,8 @@ func main() {
 	// saves most of the collector's work, a tenth of the CPU of a run.
 	debug.SetGCPercent(400)
 	plugin.Run(func(dockerCLI command.Cli) *cobra.Command {
-		return commands.NewRootCommand(dockerCLI, commands.DefaultDeps())
+		deps := commands.DefaultDeps()
+		deps.Version = version
+		return commands.NewRootCommand(dockerCLI, deps)
 	}, meta.Metadata(version))
 }

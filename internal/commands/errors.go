@@ -3,6 +3,7 @@ package commands
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/docker/cli/cli"
 	"github.com/spf13/cobra"
@@ -50,8 +51,29 @@ func withStatus(cmd *cobra.Command) *cobra.Command {
 	if run := cmd.RunE; run != nil {
 		cmd.RunE = func(c *cobra.Command, args []string) error { return toStatusError(run(c, args)) }
 	}
+	// Usage errors (argument count, unknown options) are the tool's own
+	// errors too: 125, as the rest.
+	if args := cmd.Args; args != nil {
+		cmd.Args = func(c *cobra.Command, a []string) error { return toStatusError(args(c, a)) }
+	}
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return toStatusError(fmt.Errorf("%w\nSee '%s --help'.", err, "docker "+c.CommandPath()))
+	})
 	for _, sub := range cmd.Commands() {
 		withStatus(sub)
 	}
 	return cmd
+}
+
+// unknownCommand refuses a subcommand that does not exist, as docker does,
+// with the closest ones; the root alone prints its help.
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command: docker %s %s", cmd.CommandPath(), args[0])
+	if near := cmd.SuggestionsFor(args[0]); len(near) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(near, "\n\t")
+	}
+	return errors.New(msg + "\n\nRun 'docker " + cmd.CommandPath() + " --help' for more information")
 }

@@ -47,6 +47,8 @@ type Deps struct {
 	User func() string
 	// PolicyPath is the site's policy file (see internal/policy).
 	PolicyPath string
+	// Version is docker perceptron's, set at build time.
+	Version string
 }
 
 // DefaultDeps returns the dependencies used by the installed plugin.
@@ -85,6 +87,8 @@ func NewRootCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			return plugin.PersistentPreRunE(cmd, args)
 		},
+		Args: unknownCommand,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(
 		newRunCommand(dockerCLI, deps, st),
@@ -97,6 +101,7 @@ func NewRootCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 		newNgcCommand(dockerCLI, deps),
 		newInitCommand(dockerCLI, deps),
 		newDoctorCommand(dockerCLI, deps, st),
+		newVersionCommand(dockerCLI, deps),
 	)
 	return withStatus(cmd)
 }

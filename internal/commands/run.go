@@ -29,12 +29,12 @@ type runOptions struct {
 }
 
 func (o *runOptions) addFlags(flags *pflag.FlagSet) {
-	flags.StringArrayVar(&o.presets, "preset", nil, "apply a named preset before the other options (repeatable; see 'docker perceptron presets ls')")
-	flags.BoolVar(&o.dryRun, "dry-run", false, "print the equivalent docker command instead of running it")
-	flags.StringVar(&o.wait, "wait", "", "with --gpus auto: wait in line until enough GPUs are free, at most DURATION if given (e.g. --wait=30m)")
+	flags.StringArrayVar(&o.presets, "preset", nil, ownUsage("preset"))
+	flags.BoolVar(&o.dryRun, "dry-run", false, ownUsage("dry-run"))
+	flags.StringVar(&o.wait, "wait", "", ownUsage("wait"))
 	flags.Lookup("wait").NoOptDefVal = "0"
-	flags.String(request.OptGPUMaxMemory, "", "with --gpus auto: a GPU using more memory than this is not free (default 1g)")
-	flags.String(request.OptGPUMaxUtil, "", "with --gpus auto: a GPU busier than this percentage is not free (default 10)")
+	flags.String(request.OptGPUMaxMemory, "", ownUsage(request.OptGPUMaxMemory))
+	flags.String(request.OptGPUMaxUtil, "", ownUsage(request.OptGPUMaxUtil))
 }
 
 func newRunCommand(dockerCLI command.Cli, deps Deps, st *stock) *cobra.Command {
@@ -77,14 +77,11 @@ func newContainerCommand(dockerCLI command.Cli, deps Deps, st *stock, name, shor
 	forHelp.addFlags(cmd.Flags())
 	// As docker run: --help has no -h, which is --hostname.
 	cmd.Flags().Bool("help", false, "Print usage")
-	// The stock options are added for --help only, when it is asked for:
-	// building docker's commands on every start of the plugin costs time.
-	helpFunc := cmd.HelpFunc()
-	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
-		if c.Flags().Lookup("shm-size") == nil {
-			c.Flags().AddFlagSet(st.flags(name))
-		}
-		helpFunc(c, args)
+	// docker's options are looked up for --help only, when it is asked
+	// for: building docker's commands on every start costs time.
+	cmd.ValidArgsFunction = completeContainer(dockerCLI, deps, st, name)
+	cmd.SetHelpFunc(func(c *cobra.Command, _ []string) {
+		writeContainerHelp(c.OutOrStdout(), c, name, st.flags(name))
 	})
 	return cmd
 }

@@ -164,7 +164,7 @@ func TestRunErrors(t *testing.T) {
 		{"daemon down", "", []string{"run", "--gpus", "auto:4", "img"}, `cannot reach the docker daemon at unix://`},
 		{"bad threshold", "", []string{"run", "--gpus", "auto", "--gpu-max-util", "120", "img"}, `invalid --gpu-max-util "120": use a percentage from 0 to 100`},
 		{"bad wait", "", []string{"run", "--gpus", "auto", "--wait=soon", "img"}, `invalid --wait "soon"`},
-		{"bad preset file", "x:\n  shm_size: 1g\n", []string{"run", "--preset", "tf-train", "img"}, `user-presets.yaml:2: preset "x": unknown docker run option "shm_size": did you mean "shm-size"?`},
+		{"bad preset file", "x:\n  shm_size: 1g\n", []string{"run", "--preset", "x", "img"}, `user-presets.yaml:2: preset "x": unknown docker run option "shm_size": did you mean "shm-size"?`},
 		{"plugin option in a preset", "x:\n  dry-run: true\n", []string{"run", "--dry-run", "--preset", "x", "img"}, `user-presets.yaml:2: preset "x": unknown docker run option "dry-run"`},
 	}
 	for _, tc := range tests {
@@ -246,4 +246,47 @@ func TestDryRunWithoutDriver(t *testing.T) {
 	assert.NilError(t, execute(t, dockerCLI, deps, "run", "--dry-run", "--preset", "tf-train", "img"))
 	assert.Check(t, is.Contains(out.String(), " --gpus 1 --shm-size 1g"))
 	assert.Check(t, is.Contains(errOut.String(), "no NVIDIA driver here, so no GPU was chosen: shown as --gpus 1"))
+}
+
+// run --help: docker perceptron's options first, in a section of their own,
+// then docker's (without --gpus and -q, described in the first).
+func TestRunHelp(t *testing.T) {
+	for _, name := range []string{"run", "create"} {
+		dockerCLI, out, _, deps := testCLI(t)
+		assert.NilError(t, execute(t, dockerCLI, deps, name, "--help"))
+		help := out.String()
+		golden.Assert(t, help[:strings.Index(help, "Options of docker "+name)], "help-"+name+".golden")
+		assert.Check(t, is.Contains(help, "Options of docker "+name+" (as 'docker "+name+" --help' shows them):\n"))
+		assert.Check(t, is.Contains(help, "--shm-size bytes"))
+		assert.Check(t, !strings.Contains(help, "Suppress the pull output\n"), "docker's -q is replaced")
+		assert.Check(t, is.Equal(strings.Count(help, "--gpus "), 1+strings.Count(help, "--gpus auto")+strings.Count(help, "--gpus device")), "one --gpus option")
+	}
+}
+
+// Completion, as the docker CLI asks a plugin for it (docker __complete
+// perceptron run …).
+func TestRunCompletion(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+		not  []string
+	}{
+		{args: []string{"run", "--preset", ""}, want: []string{"tf-train", "pytorch-train", "jupyter"}},
+		{args: []string{"run", "--preset=t"}, want: []string{"--preset=tf-train", "--preset=tensorboard"}},
+		{args: []string{"run", "--gpus", ""}, want: []string{"auto\t", "auto:2\t", "none\t", "all\t", "device=0\t", "device=GPU-"}},
+		{args: []string{"create", "--sh"}, want: []string{"--shm-size\t", "--preset\t", "--dry-run\t"}},
+		{args: []string{"run", "--rm", "--preset", "tf-train", "img", "--"}, not: []string{"--shm-size"}},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			dockerCLI, out, _, deps := testCLI(t)
+			assert.NilError(t, execute(t, dockerCLI, deps, append([]string{"__complete"}, tc.args...)...))
+			for _, w := range tc.want {
+				assert.Check(t, is.Contains(out.String(), w))
+			}
+			for _, n := range tc.not {
+				assert.Check(t, !strings.Contains(out.String(), n), out.String())
+			}
+		})
+	}
 }

@@ -1,0 +1,43 @@
+package commands
+
+import (
+	"testing"
+
+	"github.com/docker/cli/cli"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// One exit-status rule: usage errors are the tool's own, 125, with docker's
+// words; an unknown subcommand names the closest ones.
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{args: []string{"gpu"}, want: "unknown command: docker perceptron gpu\n\nDid you mean this?\n\tgpus\n\nRun 'docker perceptron --help' for more information"},
+		{args: []string{"gpus", "extra"}, want: "'perceptron gpus' accepts no arguments"},
+		{args: []string{"gpus", "--frob"}, want: "unknown flag: --frob\nSee 'docker perceptron gpus --help'."},
+		{args: []string{"presets", "show"}, want: "requires"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.args[0], func(t *testing.T) {
+			dockerCLI, _, _, deps := testCLI(t)
+			err := execute(t, dockerCLI, deps, tc.args...)
+			assert.Check(t, is.ErrorContains(err, tc.want))
+			var st cli.StatusError
+			assert.Assert(t, errorsAs(err, &st), "%T: %v", err, err)
+			assert.Check(t, is.Equal(st.StatusCode, 125))
+		})
+	}
+	dockerCLI, out, _, deps := testCLI(t)
+	assert.NilError(t, execute(t, dockerCLI, deps))
+	assert.Check(t, is.Contains(out.String(), "Available Commands"))
+}
+
+func TestVersion(t *testing.T) {
+	dockerCLI, out, _, deps := testCLI(t)
+	deps.Version = "v1.2.3"
+	assert.NilError(t, execute(t, dockerCLI, deps, "version"))
+	assert.Check(t, is.Contains(out.String(), "docker perceptron v1.2.3 (go"))
+}
