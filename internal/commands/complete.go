@@ -18,7 +18,7 @@ import (
 // requests after --gpus (auto, auto:N, none, all, device= with this host's
 // GPUs), a local image in the image's place, and files after it.
 func completeContainer(dockerCLI command.Cli, deps Deps, st *stock, name string) cobra.CompletionFunc {
-	return func(_ *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 		flags := pflag.NewFlagSet(name, pflag.ContinueOnError)
 		var o runOptions
 		o.addFlags(flags)
@@ -37,7 +37,7 @@ func completeContainer(dockerCLI command.Cli, deps Deps, st *stock, name string)
 		if prev != "" {
 			return completeValue(dockerCLI, deps, st, prev)
 		}
-		return completion.ImageNames(dockerCLI, -1)(nil, nil, toComplete)
+		return completion.ImageNames(dockerCLI, -1)(cmd, args, toComplete)
 	}
 }
 
@@ -93,8 +93,8 @@ func firstLine(s string) string {
 func completeValue(dockerCLI command.Cli, deps Deps, st *stock, name string) ([]string, cobra.ShellCompDirective) {
 	switch name {
 	case "preset":
-		store, err := loadPresets(deps, st)
-		if err != nil {
+		store, _ := loadPresets(deps, st) // the presets that load
+		if store == nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
 		return store.Names(), cobra.ShellCompDirectiveNoFileComp

@@ -158,6 +158,12 @@ func newPresetsShowCommand(dockerCLI command.Cli, deps Deps, st *stock) *cobra.C
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPresetsShow(dockerCLI, deps, st, args[0], opts)
 		},
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return completeValue(dockerCLI, deps, st, "preset")
+		},
 	}
 	cmd.Flags().StringVar(&opts.format, "format", "", `format output: 'table' (the preset's options), 'table TEMPLATE' (each option's .Option, .Value, .Explanation), 'json', or a Go template of the preset (.Name, .Source, .File, .Description, .Extends, .Options)`)
 	return cmd
