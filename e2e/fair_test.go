@@ -111,7 +111,7 @@ func TestPolicyIgnored(t *testing.T) {
 	if r.ExitCode != 0 || !strings.Contains(r.Stderr, "WARNING: site policy ignored: "+path+" is writable by others (mode 0666)") {
 		t.Fatalf("%s", r)
 	}
-	d := e.Docker("perceptron", "doctor")
+	d := e.Docker("perceptron", "doctor", "--format", "{{.Check}} {{.Detail}}")
 	if !strings.Contains(d.Stdout, "policy") || !strings.Contains(d.Stdout, "site policy ignored: "+path) {
 		t.Errorf("doctor does not report the ignored policy:\n%s", d)
 	}

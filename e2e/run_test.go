@@ -160,7 +160,7 @@ func TestRunBadInput(t *testing.T) {
 	}{
 		{"unknown preset", "", []string{"--preset", "nope"}, `unknown preset "nope": known presets are jax-train, jupyter, pytorch-train, tensorboard, tf-train`},
 		{"invalid YAML", "mine:\n  shm-size: [1g\n", []string{"--preset", "mine"}, "presets.yaml: not valid YAML"},
-		{"unknown key", "mine:\n  description: m\n  shm_size: 1g\n", []string{"--preset", "tf-train"}, `presets.yaml:3: preset "mine": unknown docker run option "shm_size": did you mean "shm-size"?`},
+		{"unknown key", "mine:\n  description: m\n  shm_size: 1g\n", []string{"--preset", "mine"}, `presets.yaml:3: preset "mine": unknown docker run option "shm_size": did you mean "shm-size"?`},
 		{"invalid value", "mine:\n  ulimit: [memlock]\n", []string{"--preset", "mine"}, `presets.yaml:2: preset "mine": invalid value "memlock" for ulimit`},
 		{"extends cycle", "a:\n  extends: b\nb:\n  extends: a\n", []string{"--preset", "a"}, `preset "a": extends cycle: a -> b -> a`},
 		{"invalid user value", "", []string{"--shm-size", "lots"}, `invalid argument "lots" for "--shm-size" flag: invalid size: 'lots'`},
