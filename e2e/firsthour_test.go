@@ -46,7 +46,6 @@ func TestFirstHour(t *testing.T) {
 			checkCompletion(t, e)
 		}
 
-
 		r := e.Docker("perceptron", "gpu")
 		if r.ExitCode != 125 || !strings.Contains(r.Stderr, "unknown command") || !strings.Contains(r.Stderr, "gpus") {
 			t.Errorf("a typo of a subcommand:\n%s", r)
@@ -98,4 +97,39 @@ func checkCompletion(t *testing.T, e *Env) {
 	if out := e.MustDocker("__complete", "perceptron", "presets", "show", ""); !strings.Contains(out, "tf-train") {
 		t.Errorf("completion of presets show:\n%s", out)
 	}
+}
+
+// TestPresetPortsAndURL: presets publish on 127.0.0.1 only (a user's -p
+// still wins), and run -d --preset jupyter prints the URL to open, with
+// the host port docker chose and the token the server logged.
+func TestPresetPortsAndURL(t *testing.T) {
+	forEachCLI(t, func(t *testing.T, e *Env) {
+		e.FakeNVML = writeFakeNVML(t, sampleNVML(2))
+		server := `echo "    http://127.0.0.1:8888/lab?token=0123abcd"; sleep 600`
+		// memlock: this machine refuses -1 (see the README's e2e notes).
+		r := e.Docker("perceptron", "run", "-d", "--preset", "jupyter", "--ulimit", "memlock=8388608", testImage, "sh", "-c", server)
+		if r.ExitCode != 0 {
+			t.Fatalf("%s", r)
+		}
+		id := lastLine(r.Stdout)
+		bindings := e.Inspect(id, `{{range $p, $b := .NetworkSettings.Ports}}{{$p}}={{range $b}}{{.HostIP}}:{{.HostPort}}{{end}} {{end}}`)
+		if !strings.HasPrefix(bindings, "8888/tcp=127.0.0.1:") {
+			t.Fatalf("port 8888 bound as %q, want 127.0.0.1 only", bindings)
+		}
+		hostPort := strings.TrimSpace(strings.TrimPrefix(bindings, "8888/tcp=127.0.0.1:"))
+		if want := "Open http://127.0.0.1:" + hostPort + "/lab?token=0123abcd"; !strings.Contains(r.Stderr, want) {
+			t.Errorf("no %q:\n%s", want, r.Stderr)
+		}
+		if !strings.Contains(r.Stderr, "ssh -N -L "+hostPort+":127.0.0.1:"+hostPort) {
+			t.Errorf("no ssh line:\n%s", r.Stderr)
+		}
+		if gpus := e.Inspect(id, `{{index .Config.Labels "com.perceptron.gpus"}}`); gpus == "" {
+			t.Errorf("jupyter got no GPU")
+		}
+		// The user's -p wins.
+		id = lastLine(e.MustDocker("perceptron", "create", "--preset", "tensorboard", "-p", "16006:6006", testImage, "true"))
+		if got := e.Inspect(id, `{{range $p, $b := .HostConfig.PortBindings}}{{$p}}={{range $b}}{{.HostIP}}:{{.HostPort}}{{end}}{{end}}`); got != "6006/tcp=:16006" {
+			t.Errorf("tensorboard with -p 16006:6006: %q", got)
+		}
+	})
 }

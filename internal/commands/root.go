@@ -73,6 +73,7 @@ func DefaultDeps() Deps {
 type DockerAPI interface {
 	holders.ListerAPI
 	ContainerRemove(ctx context.Context, containerID string, options client.ContainerRemoveOptions) (client.ContainerRemoveResult, error)
+	ContainerLogs(ctx context.Context, containerID string, options client.ContainerLogsOptions) (client.ContainerLogsResult, error)
 	preflight.RunAPI
 }
 

@@ -158,7 +158,7 @@ func buildRequest(dockerCLI command.Cli, deps Deps, st *stock, name string, cl c
 	return request.Build(request.Input{
 		Command: name, Presets: cl.presets, DryRun: cl.dryRun, Wait: cl.wait,
 		Merged: merged, FromPresets: fromPresets, User: cl.user,
-		Positional: cl.positional, Training: store.Training(cl.presets...),
+		Positional: cl.positional, Training: store.Training(cl.presets...), Open: store.Open(cl.presets...),
 		Thresholds: alloc.SiteThresholds(site),
 	})
 }
@@ -256,7 +256,8 @@ func dryRun(ctx context.Context, dockerCLI command.Cli, deps Deps, req request.R
 // claim is checked right before, granted for the host's other daemons, and
 // settled once docker's command returned.
 func createClaimed(ctx context.Context, dockerCLI command.Cli, deps Deps, st *stock, req request.Run, claimed request.Claimed, claim *alloc.Claim, daemonKey string) error {
-	if claim != nil {
+	announce := req.Command == "run" && req.Open != "" && req.Detached()
+	if claim != nil || announce {
 		// docker writes the container's ID there: finishRun reads it.
 		if claimed.CIDFile = req.CIDFile(); claimed.CIDFile == "" {
 			dir, err := os.MkdirTemp("", "perceptron-cid-")
@@ -275,6 +276,9 @@ func createClaimed(ctx context.Context, dockerCLI command.Cli, deps Deps, st *st
 	}
 	err := st.exec(ctx, req.Command, req.Args(claimed))
 	finishRun(ctx, dockerCLI, deps, claim, req.Command, claimed.CIDFile, err != nil)
+	if err == nil && announce {
+		announceURL(ctx, dockerCLI, deps.API(dockerCLI), claimed.CIDFile, req.Open)
+	}
 	return err
 }
 

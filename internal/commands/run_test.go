@@ -97,6 +97,10 @@ func noEvents() client.EventsResult {
 	return client.EventsResult{Messages: make(chan events.Message), Err: errs}
 }
 
+func (noContainers) ContainerLogs(context.Context, string, client.ContainerLogsOptions) (client.ContainerLogsResult, error) {
+	return nil, errors.New("no daemon in unit tests")
+}
+
 func (noContainers) ContainerRemove(context.Context, string, client.ContainerRemoveOptions) (client.ContainerRemoveResult, error) {
 	return client.ContainerRemoveResult{}, errors.New("no daemon in unit tests")
 }

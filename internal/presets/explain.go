@@ -21,6 +21,8 @@ func Explain(s Setting, usage func(flag string) string) string {
 		return "no limit on locked memory, so CUDA can pin host buffers and RDMA/NCCL can register them"
 	case name == "ulimit" && key == "stack":
 		return fmt.Sprintf("a %s stack limit, the finite size NVIDIA recommends for its framework containers (the default 8 MiB is too small for some libraries)", byteSize(value))
+	case name == "publish" && strings.HasPrefix(s.Value, "127.0.0.1:"):
+		return fmt.Sprintf("publishes container port %s on a free port of 127.0.0.1 only%s, not to the network: from your machine, ssh -L PORT:127.0.0.1:PORT to the server; 'docker port CONTAINER' tells which port", containerPort(s.Value), portUse(containerPort(s.Value)))
 	case name == "publish":
 		return fmt.Sprintf("publishes container port %s on a free host port%s; 'docker port CONTAINER' tells which", containerPort(s.Value), portUse(containerPort(s.Value)))
 	case name == "rm":

@@ -311,7 +311,7 @@ func (p *Preset) parseBody(body *yaml.Node, opts Options) error {
 	for i := 0; i+1 < len(body.Content); i += 2 {
 		keyNode, val := body.Content[i], body.Content[i+1]
 		name := keyNode.Value
-		own := name == "training" || name == "description" || name == "extends"
+		own := name == "training" || name == "description" || name == "extends" || name == "open"
 		if !own {
 			name = Canonical(flagName(flags, name))
 		}
@@ -331,8 +331,16 @@ func (p *Preset) parseBody(body *yaml.Node, opts Options) error {
 	return nil
 }
 
-// setOwn reads a preset's own key: training, description, extends.
+// setOwn reads a preset's own key: training, description, extends, open.
 func (p *Preset) setOwn(key string, val *yaml.Node) error {
+	if key == "open" {
+		port, err := strconv.Atoi(val.Value)
+		if val.Kind != yaml.ScalarNode || err != nil || port < 1 || port > 65535 {
+			return lineErr(val, "open must be a container port, from 1 to 65535")
+		}
+		p.Open = val.Value
+		return nil
+	}
 	if key == "training" {
 		b, err := strconv.ParseBool(val.Value)
 		if val.Kind != yaml.ScalarNode || err != nil {

@@ -113,10 +113,11 @@ func TestLoadBuiltin(t *testing.T) {
 	}
 	tf, err := store.Expand("tf-train")
 	assert.NilError(t, err)
-	// The flags of the Perceptron tutorial.
+	// The flags of the Perceptron tutorial, its port published on the
+	// loopback only: on a shared server "-p 8000" is open to the network.
 	assert.DeepEqual(t, presets.Args(tf), []string{
 		"--gpus", "auto", "--shm-size", "1g", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
-		"--publish", "8000", "--rm", "--interactive", "--tty=auto",
+		"--publish", "127.0.0.1::8000", "--rm", "--interactive", "--tty=auto",
 	})
 }
 
@@ -283,6 +284,19 @@ func TestUnknownPreset(t *testing.T) {
 	assert.NilError(t, err)
 	_, err = store.Expand("tf-train", "nope")
 	assert.Error(t, err, `unknown preset "nope": known presets are jax-train, jupyter, pytorch-train, tensorboard, tf-train (see 'docker perceptron presets ls')`)
+}
+
+// The web page a preset's server offers: its own open key, else the
+// nearest up its chain; a bad port is refused with its line.
+func TestOpen(t *testing.T) {
+	user := writeFile(t, "presets.yaml", "lab:\n  extends: jupyter\nboard:\n  open: 7000\n")
+	store, err := presets.Load(presets.Builtin, []presets.File{{Path: user, Source: presets.SourceUser}}, presets.Options{Flags: runFlags(t), Special: special})
+	assert.NilError(t, err)
+	for names, want := range map[string]string{"jupyter": "8888", "lab": "8888", "tensorboard": "6006", "board": "7000", "tf-train": ""} {
+		assert.Check(t, is.Equal(store.Open(names), want), names)
+	}
+	_, err = presets.Load(presets.Builtin, []presets.File{{Path: writeFile(t, "bad.yaml", "x:\n  open: web\n"), Source: presets.SourceUser}}, presets.Options{})
+	assert.Check(t, is.ErrorContains(err, `bad.yaml:2: preset "x": open must be a container port, from 1 to 65535`))
 }
 
 // A training preset is one by its definition or its extends chain, never

@@ -37,6 +37,10 @@ type Preset struct {
 	// Training marks a preset for training jobs (DataLoader workers share
 	// batches through /dev/shm); nil inherits it through Extends.
 	Training *bool
+	// Open is the container port of a web page the preset's server offers
+	// ("8888"): a detached run prints its URL; "" inherits it through
+	// Extends.
+	Open     string
 	Source   Source
 	File     string // "" for built-in presets
 	Line     int
@@ -143,6 +147,22 @@ func (s *Store) Training(names ...string) bool {
 		}
 	}
 	return false
+}
+
+// Open is the container port of the web page the named presets offer (see
+// Preset.Open): the first preset's own, else the nearest up its chain; ""
+// when none does.
+func (s *Store) Open(names ...string) string {
+	for _, name := range names {
+		p, ok := s.presets[name]
+		for steps := 0; ok && steps <= len(s.presets); steps++ {
+			if p.Open != "" {
+				return p.Open
+			}
+			p, ok = s.presets[p.Extends]
+		}
+	}
+	return ""
 }
 
 // chain returns the preset called name and those it extends, nearest

@@ -33,6 +33,9 @@ type Run struct {
 	// Preflight is what the settings tell the pre-flight checks; the host's
 	// facts are gathered into it later.
 	Preflight preflight.Input
+	// Open is the container port of the web page the presets' server
+	// offers (see presets.Preset.Open); "" for none.
+	Open string
 }
 
 // Input is what Build reads.
@@ -50,13 +53,15 @@ type Input struct {
 	// Thresholds are the defaults of --gpu-max-*: the site's (see
 	// alloc.SiteThresholds); zero means alloc.DefaultThresholds.
 	Thresholds alloc.Thresholds
+	// Open is the presets' web page port (presets.Store.Open).
+	Open string
 }
 
 // Build reads the merged settings into a Run.
 func Build(in Input) (Run, error) {
 	r := Run{
 		Command: in.Command, Presets: in.Presets, DryRun: in.DryRun, Positional: in.Positional,
-		Thresholds: in.Thresholds,
+		Thresholds: in.Thresholds, Open: in.Open,
 	}
 	if r.Thresholds == (alloc.Thresholds{}) {
 		r.Thresholds = alloc.DefaultThresholds()
@@ -196,6 +201,17 @@ type Claimed struct {
 	// CIDFile is where docker writes the container's ID: the user's
 	// --cidfile (see Run.CIDFile), else one docker perceptron adds.
 	CIDFile string
+}
+
+// Detached reports -d: docker run returns once the container started.
+func (r Run) Detached() bool {
+	d := false
+	for _, s := range r.Docker {
+		if s.Flag == "detach" {
+			d = s.Value != "false"
+		}
+	}
+	return d
 }
 
 // CIDFile is the user's --cidfile, "" when not given.
