@@ -29,6 +29,9 @@ type gpusOptions struct {
 	noTrunc bool
 	filter  opts.FilterOpt
 	watch   string
+	// fleet: every host of the fleet (contexts: these ones).
+	fleet    bool
+	contexts string
 }
 
 func newGpusCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
@@ -48,10 +51,15 @@ func newGpusCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 	flags.VarP(&o.filter, "filter", "f", "Filter output based on conditions provided: state=free|busy|reserved|expired|idle|unknown, user=NAME, holder=CONTAINER")
 	flags.StringVar(&o.watch, "watch", "", "Redraw the list every `INTERVAL` (2s when given alone) until interrupted")
 	flags.Lookup("watch").NoOptDefVal = "2s"
+	flags.BoolVar(&o.fleet, "fleet", false, "Every host of your fleet (the fleet file's docker contexts), in one table")
+	flags.StringVar(&o.contexts, "context", "", "With --fleet: these docker contexts, separated by commas")
 	return cmd
 }
 
 func runGpus(ctx context.Context, dockerCLI command.Cli, deps Deps, o gpusOptions) error {
+	if o.fleet || o.contexts != "" {
+		return runGpusFleet(ctx, dockerCLI, deps, o)
+	}
 	match, err := gpuFilter(o.filter.Value())
 	if err != nil {
 		return err
@@ -97,7 +105,7 @@ func showGpus(ctx context.Context, dockerCLI command.Cli, deps Deps, o gpusOptio
 // rule as --gpus auto. When the containers cannot be read, the GPUs they
 // might hold are unknown, never free, and the error says so (exit status 1)
 // once the GPUs and their processes are shown.
-func assessGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, inv gpus.Inventory) ([]alloc.Assessment, error) {
+func assessGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, inv gpus.Inventory, adjust ...func(*alloc.Thresholds)) ([]alloc.Assessment, error) {
 	api := deps.API(dockerCLI)
 	// Shared with --gpus auto: each container is inspected once, and the
 	// cache's own listing keeps what --gpus auto relies on (stopped GPU
@@ -117,7 +125,11 @@ func assessGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, inv gpus.
 		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %v; pending GPU claims are not shown\n", err)
 	}
 	site := loadPolicy(dockerCLI, deps)
-	assessed := alloc.Assess(inv, held, leases, alloc.SiteThresholds(site))
+	t := alloc.SiteThresholds(site)
+	for _, f := range adjust {
+		f(&t) // a fleet job's own thresholds
+	}
+	assessed := alloc.Assess(inv, held, leases, t)
 	return alloc.Expire(assessed, site.MaxIdle, deps.Now()), seeErr
 }
 

@@ -103,6 +103,8 @@ func NewRootCommand(dockerCLI command.Cli, deps Deps) *cobra.Command {
 		newInitCommand(dockerCLI, deps),
 		newDoctorCommand(dockerCLI, deps, st),
 		newVersionCommand(dockerCLI, deps),
+		newFleetCommand(dockerCLI, deps),
+		newHostAPICommand(dockerCLI, deps),
 	)
 	return withStatus(cmd)
 }

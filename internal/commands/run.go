@@ -26,6 +26,9 @@ type runOptions struct {
 	presets []string
 	dryRun  bool
 	wait    string // "" no waiting; "0" no time limit; else a duration
+	// fleet: choose the host too, among the fleet's (contexts: these).
+	fleet    bool
+	contexts string
 }
 
 func (o *runOptions) addFlags(flags *pflag.FlagSet) {
@@ -35,6 +38,8 @@ func (o *runOptions) addFlags(flags *pflag.FlagSet) {
 	flags.Lookup("wait").NoOptDefVal = "0"
 	flags.String(request.OptGPUMaxMemory, "", ownUsage(request.OptGPUMaxMemory))
 	flags.String(request.OptGPUMaxUtil, "", ownUsage(request.OptGPUMaxUtil))
+	flags.BoolVar(&o.fleet, "fleet", false, ownUsage("fleet"))
+	flags.StringVar(&o.contexts, "context", "", ownUsage("context"))
 }
 
 func newRunCommand(dockerCLI command.Cli, deps Deps, st *stock) *cobra.Command {
@@ -107,7 +112,7 @@ func parseContainerArgs(stockFlags *pflag.FlagSet, args []string) (cmdLine, erro
 	flags.SetOutput(io.Discard)
 	cl.addFlags(flags)
 	flags.AddFlagSet(stockFlags)
-	own := map[string]bool{"preset": true, "dry-run": true, "wait": true}
+	own := map[string]bool{"preset": true, "dry-run": true, "wait": true, "fleet": true, "context": true}
 	err := flags.ParseAll(args, func(f *pflag.Flag, value string) error {
 		handled, err := request.CheckSetting(f.Name, value)
 		if err != nil {
@@ -177,6 +182,9 @@ func runContainer(ctx context.Context, dockerCLI command.Cli, deps Deps, st *sto
 	req, err := buildRequest(dockerCLI, deps, st, name, cl, site)
 	if err != nil {
 		return err
+	}
+	if cl.fleet || cl.contexts != "" {
+		return runOnFleet(ctx, dockerCLI, deps, req, cl)
 	}
 	deps, closeNVML := deps.withNVMLSession()
 	defer closeNVML()

@@ -20,9 +20,11 @@ type ownOption struct {
 // ownOptions are shown first, in their own section: docker's --gpus and
 // -q are among them, for what they do here.
 var ownOptions = []ownOption{
+	{name: "context", arg: "NAMES", usage: "With --fleet: the hosts, docker contexts separated by commas (default: the fleet file's)"},
 	{name: "dry-run", usage: "Print the docker command that would run, checked, and run nothing"},
 	{name: request.OptGPUMaxMemory, arg: "SIZE", usage: "With --gpus auto: a GPU using more memory than this is not free (default 1g)"},
 	{name: request.OptGPUMaxUtil, arg: "PERCENT", usage: "With --gpus auto: a GPU busier than this is not free (default 10)"},
+	{name: "fleet", usage: "Run on the host of your fleet that has the GPUs free (docker contexts; see 'docker perceptron fleet ls')"},
 	{name: "gpus", arg: "REQUEST", usage: "GPUs for the container: 'auto' (one free GPU, chosen for you and held\n" +
 		"until the container ends), 'auto:N' (N free, well-connected GPUs), 'none'\n" +
 		"(none, overriding a preset), or docker's own: 'all', N (the first N),\n" +
