@@ -179,6 +179,9 @@ func readUsage(d *Device, h nvml.Device, numaFallback func(string) (int, bool)) 
 	// Not supported means a GPU without MIG, not an unknown mode.
 	if current, _, ret := h.GetMigMode(); ret == nvml.SUCCESS {
 		d.MIGEnabled = current == nvml.DEVICE_MIG_ENABLE
+		if d.MIGEnabled {
+			readMIG(d, h)
+		}
 	} else if ret != nvml.ERROR_NOT_SUPPORTED {
 		d.fail("mig", ret)
 	}

@@ -255,3 +255,33 @@ func TestReadInventoryAccounting(t *testing.T) {
 		assert.Check(t, is.Equal(d.Known("accounting"), tc.known), "GPU %d", tc.gpu)
 	}
 }
+
+// A GPU with MIG enabled lists its MIG devices: UUID, profile (named from
+// NVML's attributes), memory and processes; a MIG device whose query
+// fails keeps what is known.
+func TestReadInventoryMIG(t *testing.T) {
+	spec := gpustest.MIGA100s()
+	spec.GPUs[2].MIGDevices[1].Errors = map[string]string{"processes": "ERROR_NO_PERMISSION"}
+	inv := mustLoad(t, gpustest.NewLibrary(spec))
+	assert.Check(t, is.Len(inv.Devices[0].MIG, 0))
+	assert.Check(t, inv.Devices[1].MIGEnabled)
+	var got []string
+	for _, m := range inv.Devices[1].MIG {
+		got = append(got, m.Profile)
+	}
+	assert.DeepEqual(t, got, []string{"1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"})
+	assert.DeepEqual(t, inv.Devices[1].MIG[0], MIGDevice{
+		Index: 0, UUID: "MIG-1-0-aaaa-bbbb-cccc-dddddddddddd", Profile: "1g.10gb", ProfileGB: 10,
+		MemoryTotalMiB: 9728, MemoryUsedMiB: 3000, Processes: []Process{{PID: 5151, UsedMemoryMiB: 3000}},
+	})
+	m := inv.Devices[2].MIG[1]
+	assert.Check(t, !m.Known("processes"))
+	assert.Equal(t, m.Profile, "4g.40gb")
+	assert.Equal(t, m.Index, 1)
+
+	// A MIG device that cannot be opened is left out, and said.
+	spec.GPUs[2].MIGDevices[0].Errors = map[string]string{"handle": "ERROR_UNKNOWN"}
+	inv = mustLoad(t, gpustest.NewLibrary(spec))
+	assert.Check(t, is.Len(inv.Devices[2].MIG, 1))
+	assert.Check(t, !inv.Devices[2].Known("mig"))
+}

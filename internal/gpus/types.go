@@ -30,6 +30,11 @@ type Device struct {
 	// centre GPUs), which NVIDIA_REQUIRE_CUDA's brand= terms test; -1 unknown.
 	Brand int
 
+	// MIG are the MIG devices (GPU instance + compute instance) of a GPU
+	// with MIG enabled, in NVML's order (GetMigDeviceHandleByIndex); "mig"
+	// in Errors when they could not all be read.
+	MIG []MIGDevice
+
 	Processes []Process
 	// Accounting is whether NVML's accounting mode is on ("accounting" in
 	// Errors when it could not be read); LastUsed is then when the latest
@@ -59,5 +64,32 @@ type Process struct {
 // Known reports whether the query named q succeeded for this device.
 func (d Device) Known(q string) bool {
 	_, failed := d.Errors[q]
+	return !failed
+}
+
+// MIGDevice is one MIG device of a GPU: the unit --gpus auto:mig gives
+// out, by its UUID. Fields whose query failed keep their zero value and
+// the query is named in Errors ("uuid", "memory", "processes",
+// "attributes").
+type MIGDevice struct {
+	// Index is NVML's index of the MIG device on its GPU, as in
+	// NVIDIA_VISIBLE_DEVICES=GPU:INDEX and the CDI name nvidia.com/gpu=GPU:INDEX.
+	Index int
+	UUID  string // "MIG-…"
+	// Profile is NVIDIA's name of the MIG profile, "1g.10gb", "3g.40gb",
+	// "1c.3g.40gb" (see migprofile.Name); "" when unknown.
+	Profile string
+	// ProfileGB is the memory of the profile as its name gives it (10 for
+	// 1g.10gb); 0 when unknown.
+	ProfileGB      int
+	MemoryTotalMiB uint64
+	MemoryUsedMiB  uint64
+	Processes      []Process
+	Errors         map[string]string
+}
+
+// Known reports whether the query named q succeeded for this MIG device.
+func (m MIGDevice) Known(q string) bool {
+	_, failed := m.Errors[q]
 	return !failed
 }

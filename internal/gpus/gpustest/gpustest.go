@@ -13,6 +13,8 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
+
+	"github.com/perceptron/docker-perceptron/internal/gpus/migprofile"
 )
 
 // Spec describes a host's GPUs for the fake NVML library (builds with
@@ -38,6 +40,9 @@ type GPU struct {
 	TemperatureC       uint32 `json:"temperature_c,omitempty"`
 	PowerW             uint32 `json:"power_w,omitempty"`
 	MIGEnabled         bool   `json:"mig_enabled,omitempty"`
+	// MIGDevices are the MIG devices of a GPU with mig_enabled, by their
+	// NVML index (their position).
+	MIGDevices []MIGDevice `json:"mig_devices,omitempty"`
 	// Brand is NVML's brand number; omitted, 2 (Tesla, data centre GPUs).
 	Brand       *int  `json:"brand,omitempty"`
 	NUMANode    *int  `json:"numa_node,omitempty"`
@@ -51,6 +56,21 @@ type GPU struct {
 	Accounting *Accounting `json:"accounting,omitempty"`
 	// Errors makes queries fail: query name (as in Device.Errors, or
 	// "handle") to NVML return name, e.g. {"temperature": "ERROR_UNKNOWN"}.
+	Errors map[string]string `json:"errors,omitempty"`
+}
+
+// MIGDevice is one MIG device of a fake GPU.
+type MIGDevice struct {
+	UUID string `json:"uuid"`
+	// Profile is NVIDIA's name of its profile, "1g.10gb", "1c.3g.40gb":
+	// GetAttributes answers its slices and a memory size that NVML's
+	// naming turns back into it.
+	Profile        string    `json:"profile"`
+	MemoryTotalMiB uint64    `json:"memory_total_mib,omitempty"`
+	MemoryUsedMiB  uint64    `json:"memory_used_mib,omitempty"`
+	Processes      []Process `json:"processes,omitempty"`
+	// Errors as GPU.Errors, for "uuid", "memory", "attributes",
+	// "processes", and "handle" (GetMigDeviceHandleByIndex fails).
 	Errors map[string]string `json:"errors,omitempty"`
 }
 
@@ -114,8 +134,52 @@ func (s Spec) Validate() error {
 				return fmt.Errorf("gpus[%d]: errors[%q]: %w", i, q, err)
 			}
 		}
+		if err := g.validateMIG(); err != nil {
+			return fmt.Errorf("gpus[%d]: %w", i, err)
+		}
 	}
 	return nil
+}
+
+// validateMIG checks g's MIG devices: on a GPU with MIG enabled and its
+// memory given, each with a UUID and a profile whose name NVML's naming
+// gives back from its memory.
+func (g GPU) validateMIG() error {
+	if len(g.MIGDevices) == 0 {
+		return nil
+	}
+	if !g.MIGEnabled || g.MemoryTotalMiB == 0 {
+		return errors.New("mig_devices need mig_enabled and memory_total_mib")
+	}
+	for j, m := range g.MIGDevices {
+		if m.UUID == "" || m.Profile == "" {
+			return fmt.Errorf("mig_devices[%d]: uuid and profile are required", j)
+		}
+		gs, cs, _, ok := migprofile.Parse(m.Profile)
+		if !ok {
+			return fmt.Errorf("mig_devices[%d]: profile %q: want a name such as 1g.10gb or 1c.3g.40gb", j, m.Profile)
+		}
+		if name, _ := migprofile.Name(gs, cs, migMemory(g, m), g.MemoryTotalMiB); name != m.Profile {
+			return fmt.Errorf("mig_devices[%d]: memory_total_mib %d on a %d MiB GPU makes profile %s, not %s", j, migMemory(g, m), g.MemoryTotalMiB, name, m.Profile)
+		}
+		for q, name := range m.Errors {
+			if _, err := returnByName(name); err != nil {
+				return fmt.Errorf("mig_devices[%d]: errors[%q]: %w", j, q, err)
+			}
+		}
+	}
+	return nil
+}
+
+// migMemory is m's memory_total_mib, or, when omitted, 95 % of the share of
+// the GPU's memory its profile names.
+func migMemory(g GPU, m MIGDevice) uint64 {
+	if m.MemoryTotalMiB != 0 {
+		return m.MemoryTotalMiB
+	}
+	_, _, gb, _ := migprofile.Parse(m.Profile)
+	totalGiB := (g.MemoryTotalMiB + 1023) / 1024
+	return uint64(gb) * g.MemoryTotalMiB / totalGiB * 95 / 100
 }
 
 // NewLibrary returns an NVML library that answers from spec, built on
@@ -231,7 +295,63 @@ func newFakeDevice(spec Spec, i int) *mock.Device {
 	}
 	addFakeLinks(d, spec, i, answer)
 	addFakeAccounting(d, g, answer)
+	addFakeMIG(d, g)
 	return d
+}
+
+// addFakeMIG answers d's MIG devices from g.
+func addFakeMIG(d *mock.Device, g GPU) {
+	migs := make([]*mock.Device, len(g.MIGDevices))
+	for j, m := range g.MIGDevices {
+		answer := func(q string) nvml.Return {
+			if ret, failed := fakeFailure(GPU{Errors: m.Errors}, q); failed {
+				return ret
+			}
+			return nvml.SUCCESS
+		}
+		gs, cs, _, _ := migprofile.Parse(m.Profile)
+		total := migMemory(g, m)
+		migs[j] = &mock.Device{
+			GetUUIDFunc: func() (string, nvml.Return) { return m.UUID, answer("uuid") },
+			GetMemoryInfoFunc: func() (nvml.Memory, nvml.Return) {
+				t, u := total*mib, m.MemoryUsedMiB*mib
+				return nvml.Memory{Total: t, Used: u, Free: t - min(u, t)}, answer("memory")
+			},
+			GetAttributesFunc: func() (nvml.DeviceAttributes, nvml.Return) {
+				return nvml.DeviceAttributes{GpuInstanceSliceCount: gs, ComputeInstanceSliceCount: cs, MemorySizeMB: total}, answer("attributes")
+			},
+			GetComputeRunningProcessesFunc: func() ([]nvml.ProcessInfo, nvml.Return) {
+				ps := make([]nvml.ProcessInfo, 0, len(m.Processes))
+				for _, p := range m.Processes {
+					ps = append(ps, nvml.ProcessInfo{Pid: uint32(p.PID), UsedGpuMemory: p.UsedMemoryMiB * mib})
+				}
+				return ps, answer("processes")
+			},
+			IsMigDeviceHandleFunc:                  func() (bool, nvml.Return) { return true, nvml.SUCCESS },
+			GetDeviceHandleFromMigDeviceHandleFunc: func() (nvml.Device, nvml.Return) { return d, nvml.SUCCESS },
+			GetGpuInstanceIdFunc:                   func() (int, nvml.Return) { return j + 1, nvml.SUCCESS },
+			GetComputeInstanceIdFunc:               func() (int, nvml.Return) { return 0, nvml.SUCCESS },
+		}
+	}
+	// A GPU without MIG answers NOT_SUPPORTED, as NVML does.
+	d.GetMaxMigDeviceCountFunc = func() (int, nvml.Return) {
+		if !g.MIGEnabled {
+			return 0, nvml.ERROR_NOT_SUPPORTED
+		}
+		return max(7, len(migs)), nvml.SUCCESS
+	}
+	d.GetMigDeviceHandleByIndexFunc = func(j int) (nvml.Device, nvml.Return) {
+		if !g.MIGEnabled {
+			return nil, nvml.ERROR_NOT_SUPPORTED
+		}
+		if j < 0 || j >= len(migs) {
+			return nil, nvml.ERROR_NOT_FOUND
+		}
+		if ret, failed := fakeFailure(GPU{Errors: g.MIGDevices[j].Errors}, "handle"); failed {
+			return nil, ret
+		}
+		return migs[j], nvml.SUCCESS
+	}
 }
 
 // addFakeAccounting answers d's accounting mode and records from g.
@@ -429,5 +549,30 @@ func EightH100() Spec {
 	for i := range 8 {
 		spec.GPUs = append(spec.GPUs, GPU{UUID: fmt.Sprintf("GPU-0000000%d-h100", i), Name: "NVIDIA H100 80GB HBM3", MemoryTotalMiB: 81559})
 	}
+	return spec
+}
+
+// MIGA100s is a fixture: GPU 0 a whole H100, GPUs 1 and 2 A100 80GBs with
+// MIG enabled. GPU 1 is split into 1g.10gb (process 5151 on its first),
+// 1g.10gb, 2g.20gb and 3g.40gb; GPU 2 into 3g.40gb and 4g.40gb, idle.
+// MIG UUIDs are MIG-<GPU>-<index>-….
+func MIGA100s() Spec {
+	spec := Spec{DriverVersion: "580.95.05", CUDAVersion: "13.0", GPUs: []GPU{
+		{UUID: "GPU-00000000-h100", Name: "NVIDIA H100 80GB HBM3", MemoryTotalMiB: 81559},
+		{UUID: "GPU-00000001-a100", Name: "NVIDIA A100-SXM4-80GB", MemoryTotalMiB: 81920, MIGEnabled: true},
+		{UUID: "GPU-00000002-a100", Name: "NVIDIA A100-SXM4-80GB", MemoryTotalMiB: 81920, MIGEnabled: true},
+	}}
+	profiles := map[int][]string{1: {"1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"}, 2: {"3g.40gb", "4g.40gb"}}
+	for g, ps := range profiles {
+		for j, p := range ps {
+			spec.GPUs[g].MIGDevices = append(spec.GPUs[g].MIGDevices, MIGDevice{
+				UUID: fmt.Sprintf("MIG-%d-%d-aaaa-bbbb-cccc-dddddddddddd", g, j), Profile: p,
+			})
+		}
+	}
+	spec.GPUs[1].MIGDevices[0].MemoryUsedMiB = 3000
+	spec.GPUs[1].MIGDevices[0].Processes = []Process{{PID: 5151, UsedMemoryMiB: 3000}}
+	spec.GPUs[1].MemoryUsedMiB = 3000
+	spec.GPUs[1].Processes = []Process{{PID: 5151, UsedMemoryMiB: 3000}}
 	return spec
 }

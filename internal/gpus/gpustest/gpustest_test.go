@@ -69,3 +69,26 @@ func TestFakeLookups(t *testing.T) {
 	_, ret = lib.DeviceGetHandleByUUID("GPU-nope")
 	assert.Equal(t, ret.Error(), "ERROR_NOT_FOUND")
 }
+
+func TestFakeMIGValidation(t *testing.T) {
+	good := gpustest.MIGA100s()
+	assert.NilError(t, good.Validate())
+	tests := []struct {
+		name   string
+		change func(s *gpustest.Spec)
+		err    string
+	}{
+		{name: "MIG devices without MIG mode", change: func(s *gpustest.Spec) { s.GPUs[1].MIGEnabled = false }, err: "mig_devices need mig_enabled"},
+		{name: "no profile", change: func(s *gpustest.Spec) { s.GPUs[1].MIGDevices[0].Profile = "" }, err: "uuid and profile are required"},
+		{name: "not a profile", change: func(s *gpustest.Spec) { s.GPUs[1].MIGDevices[0].Profile = "small" }, err: `profile "small"`},
+		{name: "memory that names another profile", change: func(s *gpustest.Spec) { s.GPUs[1].MIGDevices[0].MemoryTotalMiB = 19968 },
+			err: "memory_total_mib 19968 on a 81920 MiB GPU makes profile 1g.20gb, not 1g.10gb"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := gpustest.MIGA100s()
+			tc.change(&s)
+			assert.ErrorContains(t, s.Validate(), tc.err)
+		})
+	}
+}
