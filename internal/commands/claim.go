@@ -58,9 +58,10 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req reques
 	a := newAllocator(dockerCLI, deps, cache, host.Daemon)
 	a.Policy, a.Who = site, whoAmI(deps)
 	ask := alloc.Request{Count: req.GPUs.Auto, Thresholds: req.Thresholds, Wait: req.Wait.Enabled}
+	cdi := host.Daemon.GPUsByCDI()
 	if req.DryRun {
 		devices, err := a.Peek(ctx, ask)
-		return request.Claimed{UUIDs: alloc.UUIDs(devices)}, nil, err
+		return request.Claimed{UUIDs: alloc.UUIDs(devices), CDI: cdi}, nil, err
 	}
 	c, err := a.Claim(ctx, ask)
 	if err != nil {
@@ -73,7 +74,7 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req reques
 		// Said even with -q: another user's reservation was taken.
 		_, _ = fmt.Fprintf(dockerCLI.Err(), "docker perceptron: taking an expired reservation (site policy %s): %s\n", site.Path, e)
 	}
-	return request.Claimed{UUIDs: c.UUIDs(), Token: c.Token}, c, nil
+	return request.Claimed{UUIDs: c.UUIDs(), CDI: cdi, Token: c.Token}, c, nil
 }
 
 // finishRun ends a claimed run or create once docker's own command

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,10 @@ func TestBuildDoctorReport(t *testing.T) {
 				f.Host.Daemon.Runtimes = []string{"runc"}
 				f.Host.Daemon.HookOnPath = false
 				f.Host.Daemon.NvidiaCDISpecs = []string{"/etc/cdi/nvidia.yaml"}
+				// A spec written before GPU 7 was swapped: it lacks its UUID.
+				for _, d := range f.Host.Inventory.Devices[:7] {
+					f.Host.Daemon.NvidiaCDINames = append(f.Host.Daemon.NvidiaCDINames, strconv.Itoa(d.Index), d.UUID)
+				}
 				f.Host.DevCharLinks = false
 				f.StateDir = ledger.DirState{Path: "/tmp/docker-perceptron", CanCreate: true}
 				f.Presets.Files[0].Exists = false

@@ -244,7 +244,7 @@ func dryRun(ctx context.Context, dockerCLI command.Cli, deps Deps, req request.R
 		case err != nil:
 			claimed.Count, refusal = req.GPUs.Auto, err
 		default:
-			claimed.UUIDs = c.UUIDs
+			claimed.UUIDs, claimed.CDI = c.UUIDs, c.CDI
 		}
 	}
 	if _, err := fmt.Fprintln(dockerCLI.Out(), presets.CommandLine(append([]string{"docker", req.Command}, req.Args(claimed)...)...)); err != nil {

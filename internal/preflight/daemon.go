@@ -37,6 +37,9 @@ type DaemonInfo struct {
 	// NvidiaCDISpecs are the spec files of kind nvidia.com/gpu found in
 	// CDISpecDirs; read only for a local daemon.
 	NvidiaCDISpecs []string
+	// NvidiaCDINames are the device names those spec files list ("0",
+	// "GPU-…", "all"; see CDISpecDevices).
+	NvidiaCDINames []string
 	// HookOnPath is true when nvidia-container-runtime-hook is on the
 	// PATH dockerd started with (it registers its "nvidia" --gpus driver
 	// when it finds it there); meaningful only for a local daemon. See
@@ -109,6 +112,7 @@ func DaemonFacts(ctx context.Context, api API, dockerHost string) (DaemonInfo, e
 	}
 	if d.Local {
 		d.NvidiaCDISpecs = ScanCDIDirs(info.CDISpecDirs)
+		d.NvidiaCDINames = CDISpecDevices(d.NvidiaCDISpecs)
 	}
 	return d, nil
 }

@@ -69,6 +69,7 @@ func TestDaemonFacts(t *testing.T) {
 			CDISpecDirs:    info.CDISpecDirs,
 			CDIDevices:     []string{"nvidia.com/gpu=0"},
 			NvidiaCDISpecs: []string{filepath.Join(cdiDir, "nvidia.yaml")},
+			NvidiaCDINames: []string{"0"},
 			CgroupDriver:   "systemd", CgroupVersion: "2",
 		})
 	})

@@ -58,6 +58,9 @@ func Doctor(f DoctorFacts) []Finding {
 		if n, ok := ngcFinding(f.Host.Inventory); ok {
 			out = append(out, n)
 		}
+		if c, ok := CDICoverage(f.Host.Daemon, f.Host.Inventory); ok && f.Host.DaemonErr == nil {
+			out = append(out, c)
+		}
 	}
 	out = append(out, policyFinding(f.Policy))
 	out = append(out, stateDirFinding(f.StateDir))

@@ -173,6 +173,18 @@ func TestArgs(t *testing.T) {
 		"img", "sh",
 	})
 	assert.DeepEqual(t, Run{Positional: []string{"img"}}.Args(Claimed{}), []string{"img"})
+
+	// A daemon that takes GPUs through CDI only: one device each, by UUID,
+	// and no NVIDIA_VISIBLE_DEVICES (the CDI spec sets what it needs).
+	got = Run{Command: "create", Positional: []string{"img"}}.Args(Claimed{UUIDs: []string{"GPU-a", "MIG-b"}, CDI: true, Token: "TOKEN"})
+	assert.DeepEqual(t, got, []string{
+		"--device", "nvidia.com/gpu=GPU-a",
+		"--device", "nvidia.com/gpu=MIG-b",
+		"--label", "com.perceptron.gpus=GPU-a,MIG-b",
+		"--label", "com.perceptron.claim=TOKEN",
+		"--label", "com.perceptron.command=create",
+		"img",
+	})
 }
 
 // docker perceptron's labels and GPU choice cannot be overridden: a label

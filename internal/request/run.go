@@ -193,6 +193,10 @@ func shmSize(settings []presets.Setting) int64 {
 // UUID) with the claim's token, and who runs it.
 type Claimed struct {
 	UUIDs []string
+	// CDI: the daemon takes GPUs as CDI devices (see
+	// preflight.DaemonInfo.GPUsByCDI), so UUIDs go to docker as
+	// --device nvidia.com/gpu=UUID, not --gpus "device=…".
+	CDI bool
 	// Count stands for GPUs that could not be chosen (a dry run without
 	// NVML): docker's nearest equivalent, --gpus COUNT (its first COUNT).
 	Count int
@@ -238,12 +242,20 @@ func (r Run) Args(c Claimed) []string {
 	}
 	if len(c.UUIDs) > 0 {
 		list := strings.Join(c.UUIDs, ",")
-		// The stock --gpus parser reads CSV: a list of devices is quoted.
-		add = append(add,
-			presets.Setting{Flag: "gpus", Value: `"device=` + list + `"`},
-			presets.Setting{Flag: "env", Value: "NVIDIA_VISIBLE_DEVICES=" + list},
-			presets.Setting{Flag: "label", Value: labels.GPUs + "=" + list},
-		)
+		if c.CDI {
+			// One CDI device per GPU, always by UUID: indexes in a CDI
+			// spec are its generator's, and MIG devices have UUIDs only.
+			for _, u := range c.UUIDs {
+				add = append(add, presets.Setting{Flag: "device", Value: CDIDevice(u)})
+			}
+		} else {
+			// The stock --gpus parser reads CSV: a list of devices is quoted.
+			add = append(add,
+				presets.Setting{Flag: "gpus", Value: `"device=` + list + `"`},
+				presets.Setting{Flag: "env", Value: "NVIDIA_VISIBLE_DEVICES=" + list},
+			)
+		}
+		add = append(add, presets.Setting{Flag: "label", Value: labels.GPUs + "=" + list})
 	}
 	if len(c.UUIDs) == 0 && c.Count > 0 {
 		add = append(add, presets.Setting{Flag: "gpus", Value: strconv.Itoa(c.Count)})
@@ -259,3 +271,7 @@ func (r Run) Args(c Claimed) []string {
 	}
 	return append(presets.Args(presets.Merge(add, r.Docker)), r.Positional...)
 }
+
+// CDIDevice is the CDI name of an NVIDIA GPU or MIG device by its UUID,
+// as nvidia-ctk cdi generate names them: nvidia.com/gpu=UUID.
+func CDIDevice(uuid string) string { return "nvidia.com/gpu=" + uuid }
