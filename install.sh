@@ -53,6 +53,16 @@ fi
 
 version="$(git describe --tags --always --dirty 2>/dev/null || echo dev)"
 
+# go-nvml's C header marks NVML calls deprecated, and cgo compiles a wrapper
+# for each: pages of gcc warnings about code that is not ours. Quieten them
+# unless CGO_CFLAGS is set; real errors still print and stop the script.
+if [ -z "${CGO_CFLAGS:-}" ]; then
+	CGO_CFLAGS="$("$go" env CGO_CFLAGS) -Wno-deprecated-declarations"
+	export CGO_CFLAGS
+fi
+
+step() { echo "==> $*"; }
+
 # Two programs: the docker-perceptron launcher, which the docker CLI runs
 # for the plugin's metadata (kept light), and perceptron-core next to it,
 # which runs the commands. Each is built to a temporary name and renamed,
@@ -61,9 +71,11 @@ mkdir -p "$dest"
 tmpdir="$(mktemp -d "$dest/.docker-perceptron.XXXXXX")"
 trap 'rm -rf "$tmpdir"' EXIT
 for prog in perceptron-core docker-perceptron; do
+	step "Building $prog $version"
 	"$go" build -ldflags "-X main.version=$version" -o "$tmpdir/$prog" "./cmd/$prog"
 	chmod 0755 "$tmpdir/$prog"
 done
+step "Installing into $dest"
 mv -f "$tmpdir/perceptron-core" "$dest/perceptron-core"
 mv -f "$tmpdir/docker-perceptron" "$dest/docker-perceptron"
 rm -rf "$tmpdir"
@@ -74,6 +86,7 @@ if $system; then
 	# The GPU claims of every user meet in one directory that only root can
 	# make: no user can take it first, or delete the others' claims.
 	state=/run/docker-perceptron
+	step "Making the shared state directory $state (mode 1777)"
 	if [ -d /etc/tmpfiles.d ]; then
 		echo "d $state 1777 root root -" >/etc/tmpfiles.d/docker-perceptron.conf
 	fi

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +26,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -55,7 +58,9 @@ var suite struct {
 	rootfs  []byte      // tar of the busybox rootfs, for importing into more daemons
 	clis    []dockerBin // docker clients found, cliPaths[0] is the default
 	missing []string
-	daemon  *Daemon // the shared daemon, with the stand-in NVIDIA hook
+	// kinds are the dockerd versions every test runs against, each with
+	// its shared daemon; kinds[0] is the dockerd on PATH.
+	kinds []*daemonKind
 
 	mu      sync.Mutex
 	daemons map[*Daemon]bool // running, for teardown on a signal
@@ -97,6 +102,10 @@ func runMain(m *testing.M) int {
 
 	if err := setup(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: setup failed: %v\n", err)
+		return 1
+	}
+	if err := runPerDaemon(m); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
 	return m.Run()
@@ -147,10 +156,130 @@ func setup() error {
 	if suite.rootfs, err = busyboxRootfs(); err != nil {
 		return err
 	}
-	if suite.daemon, err = launchDaemon(DaemonOptions{}); err != nil {
+	if suite.kinds, err = findDaemonKinds(); err != nil {
 		return err
 	}
+	for _, k := range suite.kinds {
+		if k.Skip != "" {
+			fmt.Fprintf(os.Stderr, "e2e: %s subtests will be skipped: %s\n", k.Name, k.Skip)
+			continue
+		}
+		if k.shared, err = launchDaemon(k, DaemonOptions{}); err != nil {
+			return fmt.Errorf("%s (%s): %w", k.Name, k.Dockerd, err)
+		}
+		fmt.Fprintf(os.Stderr, "e2e: %s is %s, API %s\n", k.Name, k.Dockerd, k.shared.APIVersion)
+	}
+	if len(suite.kinds) == 2 && suite.kinds[1].shared != nil &&
+		suite.kinds[1].shared.APIVersion == suite.kinds[0].shared.APIVersion {
+		return fmt.Errorf("%s (%s) and %s (%s) both speak API %s: the dockerd first on PATH must be Debian's 20.10, and %s Docker 29's",
+			suite.kinds[0].Name, suite.kinds[0].Dockerd, suite.kinds[1].Name, suite.kinds[1].Dockerd,
+			suite.kinds[0].shared.APIVersion, dockerd29Env)
+	}
 	return nil
+}
+
+// dockerd29Env names the Docker 29 dockerd binary the suite also runs
+// against; the Makefile sets it to the one "make dockerd29" builds.
+const dockerd29Env = "PERCEPTRON_E2E_DOCKERD29"
+
+// daemonKind is a dockerd version the tests run against: "d20", Debian
+// 12's dockerd 20.10 (API 1.41) found on PATH, and "d29", Docker 29's
+// (moby v2, API 1.5x), built with go install. Every test runs once per
+// kind, as subtests with these names (runPerDaemon).
+type daemonKind struct {
+	Name    string // subtest name: "d20", "d29"
+	Dockerd string // the dockerd binary
+	// Config is the daemon.json every daemon of this kind starts with.
+	Config string
+	// Skip, when set, says why this kind's subtests are skipped (never
+	// with CI set: setup fails instead).
+	Skip string
+
+	shared *Daemon // the shared daemon, with the stand-in NVIDIA hook
+}
+
+// findDaemonKinds returns the dockerd binaries to test against: the one on
+// PATH, and Docker 29's from PERCEPTRON_E2E_DOCKERD29, else from the
+// Makefile's cache (~/.cache/docker-perceptron/dockerd-VERSION/dockerd).
+// Not from GOPATH/bin: a dockerd there would shadow Debian's for everyone
+// whose PATH lists ~/go/bin first.
+func findDaemonKinds() ([]*daemonKind, error) {
+	d20, err := exec.LookPath("dockerd")
+	if err != nil {
+		return nil, err
+	}
+	kinds := []*daemonKind{
+		{Name: "d20", Dockerd: d20, Config: "{}\n"},
+		// Debian's runc 1.1 cannot make time namespaces, and its
+		// docker-proxy is 20.10's, which dockerd 29 cannot drive.
+		{Name: "d29", Config: `{"features": {"time-namespaces": false}, "userland-proxy": false}` + "\n"},
+	}
+	d29 := kinds[1]
+	if p := os.Getenv(dockerd29Env); p != "" {
+		d29.Dockerd = p
+		if !isExecutable(p) {
+			d29.Skip = fmt.Sprintf("%s=%s: no such executable (make dockerd29 builds it)", dockerd29Env, p)
+		}
+	} else {
+		pattern := "~/.cache/docker-perceptron/dockerd-*/dockerd"
+		if cache, err := os.UserCacheDir(); err == nil {
+			pattern = filepath.Join(cache, "docker-perceptron", "dockerd-*", "dockerd")
+			found, _ := filepath.Glob(pattern)
+			if len(found) > 0 {
+				d29.Dockerd = found[len(found)-1] // the newest version, roughly
+			}
+		}
+		if d29.Dockerd == "" {
+			d29.Skip = fmt.Sprintf("no Docker 29 dockerd (none at %s): make dockerd29 builds one, or set %s=/path/to/dockerd",
+				pattern, dockerd29Env)
+		}
+	}
+	if d29.Skip != "" && ciMode() {
+		return nil, errors.New("CI is set and " + d29.Skip)
+	}
+	return kinds, nil
+}
+
+// runPerDaemon makes every test of the package run once per daemon kind,
+// as subtests named after it (TestX/d20, TestX/d29), so that newEnv,
+// inspect and startDaemon pick the daemon from the test's name and test
+// bodies need no loop of their own. testing.M offers no way to wrap its
+// tests, hence reflect and unsafe; should its layout change, the suite
+// fails here rather than quietly testing one daemon. Benchmarks are not
+// wrapped: they run on kinds[0].
+func runPerDaemon(m *testing.M) error {
+	v := reflect.ValueOf(m).Elem().FieldByName("tests")
+	if !v.IsValid() || v.Type() != reflect.TypeFor[[]testing.InternalTest]() {
+		return errors.New("testing.M has no tests []testing.InternalTest field any more: runPerDaemon needs updating")
+	}
+	tests := (*[]testing.InternalTest)(unsafe.Pointer(v.UnsafeAddr()))
+	for i, test := range *tests {
+		(*tests)[i].F = func(t *testing.T) {
+			for _, k := range suite.kinds {
+				t.Run(k.Name, func(t *testing.T) {
+					if k.Skip != "" {
+						t.Skip(k.Skip)
+					}
+					test.F(t)
+				})
+			}
+		}
+	}
+	return nil
+}
+
+// kindOf returns the daemon kind t runs under: the one named by the
+// subtest level runPerDaemon adds, else (benchmarks) kinds[0].
+func kindOf(t testing.TB) *daemonKind {
+	if _, rest, ok := strings.Cut(t.Name(), "/"); ok {
+		name, _, _ := strings.Cut(rest, "/")
+		for _, k := range suite.kinds {
+			if k.Name == name {
+				return k
+			}
+		}
+	}
+	return suite.kinds[0]
 }
 
 // teardown stops every daemon still running and removes the suite's files.
@@ -241,7 +370,7 @@ func buildPlugin(dir string) (string, error) {
 // process, before that. Without it, "go test ./..." could report a cached
 // PASS for changed plugin sources. (The Makefile passes -count=1 anyway.)
 func noteInputs() {
-	for _, v := range []string{"CI", "PERCEPTRON_E2E_PLUGIN", "PATH", "HOME", "USER"} {
+	for _, v := range []string{"CI", "PERCEPTRON_E2E_PLUGIN", dockerd29Env, "PATH", "HOME", "USER", "GOPATH", "XDG_CACHE_HOME"} {
 		_ = os.Getenv(v)
 	}
 	root, err := moduleRoot()
@@ -386,10 +515,14 @@ type DaemonOptions struct {
 // Daemon is a private dockerd, with its own containerd, in a network
 // namespace of its own.
 type Daemon struct {
-	Host  string // DOCKER_HOST value, unix://…/docker.sock
-	Dir   string // data, exec root, sockets and logs
-	NetNS string // network namespace name
-	Log   string // dockerd's log file
+	// Kind is the daemon's kind, "d20" or "d29", for the few expectations
+	// that differ between them.
+	Kind       string
+	APIVersion string // the daemon's, from /version: "1.41"
+	Host       string // DOCKER_HOST value, unix://…/docker.sock
+	Dir        string // data, exec root, sockets and logs
+	NetNS      string // network namespace name
+	Log        string // dockerd's log file
 	// HookDir holds the stand-in nvidia-container-runtime-hook, first on
 	// dockerd's PATH; "" for a daemon started WithoutNvidiaHook.
 	HookDir string
@@ -400,17 +533,18 @@ type Daemon struct {
 	stopErr             error
 }
 
-// startDaemon starts a further private dockerd for t and stops it, with all
-// its containers, when t ends. Most tests use the shared one (newEnv).
+// startDaemon starts a further private dockerd for t, of t's daemon kind,
+// and stops it, with all its containers, when t ends. Most tests use the
+// shared one (newEnv).
 func startDaemon(t testing.TB, opts DaemonOptions) *Daemon {
 	t.Helper()
 	requireSuite(t)
 	start := time.Now()
-	d, err := launchDaemon(opts)
+	d, err := launchDaemon(kindOf(t), opts)
 	if err != nil {
 		t.Fatalf("starting dockerd: %v", err)
 	}
-	t.Logf("private dockerd %s ready in %v", d.Host, time.Since(start).Round(time.Millisecond))
+	t.Logf("private dockerd %s (%s) ready in %v", d.Host, d.Kind, time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("dockerd log (%s), last lines:\n%s", d.Log, tail(d.Log, 40))
@@ -431,7 +565,7 @@ func requireSuite(t testing.TB) {
 	}
 }
 
-func launchDaemon(opts DaemonOptions) (d *Daemon, err error) {
+func launchDaemon(k *daemonKind, opts DaemonOptions) (d *Daemon, err error) {
 	suite.mu.Lock()
 	suite.seq++
 	n := suite.seq
@@ -439,6 +573,7 @@ func launchDaemon(opts DaemonOptions) (d *Daemon, err error) {
 
 	dir := filepath.Join(suite.tmp, "d"+strconv.Itoa(n))
 	d = &Daemon{
+		Kind:   k.Name,
 		Dir:    dir,
 		Host:   "unix://" + filepath.Join(dir, "docker.sock"),
 		NetNS:  fmt.Sprintf("%s%d-%d", netnsPrefix, os.Getpid(), n),
@@ -497,7 +632,7 @@ func launchDaemon(opts DaemonOptions) (d *Daemon, err error) {
 
 	// A daemon.json of our own, so that /etc/docker/daemon.json is not read.
 	daemonJSON := filepath.Join(dir, "daemon.json")
-	if err := os.WriteFile(daemonJSON, []byte("{}\n"), 0o644); err != nil {
+	if err := os.WriteFile(daemonJSON, []byte(k.Config), 0o644); err != nil {
 		return d, err
 	}
 	path := os.Getenv("PATH")
@@ -513,16 +648,12 @@ func launchDaemon(opts DaemonOptions) (d *Daemon, err error) {
 		d.HookDir = filepath.Dir(hook)
 		path = d.HookDir + string(os.PathListSeparator) + path
 	}
-	dockerdBin, err := exec.LookPath("dockerd")
-	if err != nil {
-		return d, err
-	}
 	logFile, err := os.Create(d.Log)
 	if err != nil {
 		return d, err
 	}
 	defer logFile.Close()
-	args := []string{"--net=" + nsPath, dockerdBin,
+	args := []string{"--net=" + nsPath, k.Dockerd,
 		"--config-file", daemonJSON,
 		"--data-root", filepath.Join(dir, "data"),
 		"--exec-root", filepath.Join(dir, "exec"),
@@ -551,12 +682,13 @@ func launchDaemon(opts DaemonOptions) (d *Daemon, err error) {
 			return d, err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "e2e: dockerd %s ready in %v, images imported in %v\n",
-		d.Host, ready.Round(time.Millisecond), (time.Since(start) - ready).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "e2e: dockerd %s (%s) ready in %v, images imported in %v\n",
+		d.Host, d.Kind, ready.Round(time.Millisecond), (time.Since(start) - ready).Round(time.Millisecond))
 	return d, nil
 }
 
-// waitReady polls dockerd's /_ping until it answers OK.
+// waitReady polls dockerd's /_ping until it answers OK, then notes its API
+// version.
 func (d *Daemon) waitReady(timeout time.Duration) error {
 	sock := strings.TrimPrefix(d.Host, "unix://")
 	client := &http.Client{
@@ -566,6 +698,23 @@ func (d *Daemon) waitReady(timeout time.Duration) error {
 			return dl.DialContext(ctx, "unix", sock)
 		}},
 	}
+	if err := d.waitPing(client, timeout); err != nil {
+		return err
+	}
+	resp, err := client.Get("http://docker/version")
+	if err != nil {
+		return fmt.Errorf("GET /version: %w", err)
+	}
+	defer resp.Body.Close()
+	var v struct{ APIVersion string }
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return fmt.Errorf("GET /version: %w", err)
+	}
+	d.APIVersion = v.APIVersion
+	return nil
+}
+
+func (d *Daemon) waitPing(client *http.Client, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		select {
@@ -716,13 +865,14 @@ type Env struct {
 	Timeout time.Duration
 }
 
-// newEnv returns an Env on the shared daemon with the default docker
-// client. Containers created on that daemon while the test runs are removed
-// when it ends, so tests using it must not call t.Parallel.
+// newEnv returns an Env on the shared daemon of t's kind (d20 or d29) with
+// the default docker client. Containers created on that daemon while the
+// test runs are removed when it ends, so tests using it must not call
+// t.Parallel.
 func newEnv(t testing.TB) *Env {
 	t.Helper()
 	requireSuite(t)
-	return newEnvOn(t, suite.daemon)
+	return newEnvOn(t, kindOf(t).shared)
 }
 
 // newEnvOn is newEnv for a daemon from startDaemon.
@@ -825,13 +975,13 @@ func (e *Env) Inspect(id, template string) string {
 	return e.MustDocker("inspect", "--format", template, id)
 }
 
-// inspect is Env.Inspect on the shared daemon.
+// inspect is Env.Inspect on the shared daemon of t's kind.
 func inspect(t testing.TB, id, template string) string {
 	t.Helper()
 	requireSuite(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r := runDocker(ctx, suite.clis[0].Path, suite.daemon.env(), nil, "inspect", "--format", template, id)
+	r := runDocker(ctx, suite.clis[0].Path, kindOf(t).shared.env(), nil, "inspect", "--format", template, id)
 	if r.ExitCode != 0 {
 		t.Fatalf("%s", r)
 	}
