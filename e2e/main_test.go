@@ -258,7 +258,7 @@ func runPerDaemon(m *testing.M) error {
 			for _, k := range suite.kinds {
 				t.Run(k.Name, func(t *testing.T) {
 					if k.Skip != "" {
-						t.Skip(k.Skip)
+						t.Skip(k.Name + " skipped: " + k.Skip)
 					}
 					test.F(t)
 				})
