@@ -158,6 +158,7 @@ func (c *Conn) Send(v any) error {
 		return err
 	}
 	if _, err := c.in.Write(append(b, '\n')); err != nil {
+		_ = c.Close()
 		return fmt.Errorf("%s stopped answering: %s", c.host, c.why(err))
 	}
 	return nil
@@ -167,6 +168,7 @@ func (c *Conn) Send(v any) error {
 func (c *Conn) Receive(v any) error {
 	line, err := c.out.ReadBytes('\n')
 	if err != nil {
+		_ = c.Close() // its stderr is complete once it has exited
 		return fmt.Errorf("%s did not answer: %s", c.host, c.why(err))
 	}
 	var head struct{ Version int }
@@ -182,7 +184,8 @@ func (c *Conn) Receive(v any) error {
 	return nil
 }
 
-// why is the command's own words when it said something on stderr.
+// why is the command's own words when it said something on stderr (read
+// only once it has exited: Close).
 func (c *Conn) why(err error) string {
 	if s := strings.TrimSpace(c.errs.String()); s != "" {
 		if i := strings.LastIndexByte(s, '\n'); i >= 0 {
