@@ -8,6 +8,7 @@
 package alloc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +28,10 @@ import (
 
 // Request is what a --gpus auto[:N] asks for.
 type Request struct {
-	Count      int
+	Count int
+	// MIG, when set, asks for Count MIG slices of this kind instead of
+	// whole GPUs (see Slices, ChooseSlices).
+	MIG        *Slices
 	Thresholds Thresholds
 	// Wait: when too few GPUs are free, wait in line (FIFO among the host's
 	// waiters) until they are, or until ctx is done.
@@ -65,7 +69,10 @@ type Allocator struct {
 // Claim is GPUs chosen for one container, held by a lease until Release.
 type Claim struct {
 	Devices []gpus.Device
-	Token   string
+	// Slices are the claimed MIG devices, for a request of MIG slices
+	// (Devices is then empty).
+	Slices []SliceAssessment
+	Token  string
 	// Expired says, one phrase per GPU, whose expired reservations (see
 	// StateExpired) the claim took.
 	Expired []string
@@ -86,7 +93,16 @@ type Claim struct {
 var ErrClaimExpired = errors.New("the GPU claim expired before the container was created")
 
 // UUIDs returns the claimed GPUs' UUIDs, in index order.
-func (c *Claim) UUIDs() []string { return UUIDs(c.Devices) }
+func (c *Claim) UUIDs() []string {
+	if len(c.Slices) > 0 {
+		out := make([]string, len(c.Slices))
+		for i, s := range c.Slices {
+			out[i] = s.UUID
+		}
+		return out
+	}
+	return UUIDs(c.Devices)
+}
 
 // UUIDs returns the devices' UUIDs, in order.
 func UUIDs(devices []gpus.Device) []string {
@@ -100,6 +116,13 @@ func UUIDs(devices []gpus.Device) []string {
 // Describe is the line that tells the user which GPUs they got:
 // "using GPU 2 (GPU-…, NVIDIA H100 80GB HBM3)".
 func (c *Claim) Describe() string {
+	if len(c.Slices) > 0 {
+		parts := make([]string, len(c.Slices))
+		for i, s := range c.Slices {
+			parts[i] = fmt.Sprintf("MIG %s slice %s on GPU %d (%s)", s.Profile, s.UUID, s.GPU, s.GPUName)
+		}
+		return "using " + strings.Join(parts, ", ")
+	}
 	parts := make([]string, len(c.Devices))
 	for i, d := range c.Devices {
 		parts[i] = fmt.Sprintf("GPU %d (%s, %s)", d.Index, d.UUID, d.Name)
@@ -190,10 +213,13 @@ var ErrNotEnough = errors.New("not enough free GPUs")
 type NotEnoughError struct {
 	Asked, Free, Total int
 	Held               []string // one phrase per GPU that is not free
+	// Unit is what was asked for, "MIG 1g.10gb slices"; "" is GPUs.
+	Unit string
 }
 
 func (e *NotEnoughError) Error() string {
-	msg := fmt.Sprintf("not enough free GPUs: %d asked for, %d free", e.Asked, e.Free)
+	unit := cmp.Or(e.Unit, "GPUs")
+	msg := fmt.Sprintf("not enough free %s: %d asked for, %d free", unit, e.Asked, e.Free)
 	if e.Asked > e.Total {
 		msg += fmt.Sprintf(" (this host has %d)", e.Total)
 	}
@@ -234,12 +260,18 @@ func (a *Allocator) Claim(ctx context.Context, req Request) (*Claim, error) {
 
 // Peek chooses as Claim does, without claiming: for --dry-run.
 func (a *Allocator) Peek(ctx context.Context, req Request) ([]gpus.Device, error) {
-	req.Wait = false
-	c, err := a.claim(ctx, req, false)
+	c, err := a.Preview(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	return c.Devices, nil
+}
+
+// Preview chooses as Claim does, without claiming: for --dry-run. The
+// claim it returns holds nothing (Release is not needed).
+func (a *Allocator) Preview(ctx context.Context, req Request) (*Claim, error) {
+	req.Wait = false
+	return a.claim(ctx, req, false)
 }
 
 func (a *Allocator) claim(ctx context.Context, req Request, lease bool) (*Claim, error) {
@@ -385,11 +417,16 @@ func (a *Allocator) chooseAndLease(ctx context.Context, inv gpus.Inventory, req 
 	if err := a.checkQuota(assessed, leases, req.Count); err != nil {
 		return nil, err
 	}
-	chosen, err := choose(inv, assessed, req.Count)
-	if err != nil {
+	c := &Claim{a: a}
+	var chosen []int
+	if req.MIG != nil {
+		// A slice never expires: MIG devices are not under max-idle.
+		if c.Slices, err = ChooseSlices(AssessSlices(inv, held, leases, req.Thresholds), *req.MIG, req.Count); err != nil {
+			return nil, err
+		}
+	} else if chosen, err = choose(inv, assessed, req.Count); err != nil {
 		return nil, err
 	}
-	c := &Claim{a: a}
 	for _, i := range chosen {
 		c.Devices = append(c.Devices, deviceByIndex(inv.Devices, i))
 		if g := assessed[slices.IndexFunc(assessed, func(g Assessment) bool { return g.Index == i })]; g.State == StateExpired {

@@ -57,11 +57,18 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req reques
 	defer func() { _ = cache.Save() }()
 	a := newAllocator(dockerCLI, deps, cache, host.Daemon)
 	a.Policy, a.Who = site, whoAmI(deps)
-	ask := alloc.Request{Count: req.GPUs.Auto, Thresholds: req.Thresholds, Wait: req.Wait.Enabled}
+	ask := alloc.Request{Count: req.GPUs.Auto, MIG: req.GPUs.MIG, Thresholds: req.Thresholds, Wait: req.Wait.Enabled}
 	cdi := host.Daemon.GPUsByCDI()
+	if req.GPUs.MIG != nil && req.GPUs.Auto > 1 && !req.Quiet {
+		_, _ = fmt.Fprintf(dockerCLI.Err(), "WARNING: %d MIG slices for one container: a CUDA process uses only one MIG device; "+
+			"each process must pick its own (CUDA_VISIBLE_DEVICES=MIG-…)\n", req.GPUs.Auto)
+	}
 	if req.DryRun {
-		devices, err := a.Peek(ctx, ask)
-		return request.Claimed{UUIDs: alloc.UUIDs(devices), CDI: cdi}, nil, err
+		c, err := a.Preview(ctx, ask)
+		if err != nil {
+			return request.Claimed{}, nil, err
+		}
+		return request.Claimed{UUIDs: c.UUIDs(), CDI: cdi}, nil, nil
 	}
 	c, err := a.Claim(ctx, ask)
 	if err != nil {

@@ -73,6 +73,11 @@ type Holdings struct {
 	ByGPU map[int][]Holder
 	// Reserved is the GPUs that a live container's configuration holds.
 	Reserved map[int]bool
+	// ByMIG and ReservedMIG are the same for MIG devices, by their UUID in
+	// upper case: a container holds a MIG device it names (by UUID, or
+	// GPU:INDEX), or all those of a GPU it holds whole.
+	ByMIG       map[string][]Holder
+	ReservedMIG map[string]bool
 	// Unknown, when set, says why the containers' holdings could not be
 	// read: ByGPU and Reserved then know processes only.
 	Unknown string
@@ -344,15 +349,39 @@ func (f Finder) containers(ctx context.Context) ([]container.Summary, error) {
 // Attribute decides who holds each GPU of inv, from the live containers (by
 // ID), the GPU processes (by PID) and the daemon's default runtime.
 func Attribute(inv gpus.Inventory, live map[string]Container, procs map[int]Proc, defaultRuntime string) Holdings {
-	h := Holdings{ByGPU: map[int][]Holder{}, Reserved: map[int]bool{}}
+	h := Holdings{ByGPU: map[int][]Holder{}, Reserved: map[int]bool{}, ByMIG: map[string][]Holder{}, ReservedMIG: map[string]bool{}}
 	reservedBy := map[int][]string{} // GPU index -> container IDs
+	sliceBy := map[string][]string{} // MIG UUID (upper case) -> container IDs
 	for id, c := range live {
 		for _, i := range c.Reservation.Indexes(inv, defaultRuntime) {
 			reservedBy[i] = append(reservedBy[i], id)
 		}
+		for _, u := range c.Reservation.Slices(inv, defaultRuntime) {
+			sliceBy[u] = append(sliceBy[u], id)
+		}
 	}
-	reserved := func(i int) bool {
-		return slices.ContainsFunc(reservedBy[i], func(id string) bool { return !live[id].Stale })
+	notStale := func(id string) bool { return !live[id].Stale }
+	reserved := func(i int) bool { return slices.ContainsFunc(reservedBy[i], notStale) }
+	for _, d := range inv.Devices {
+		for _, m := range d.MIG {
+			if m.UUID == "" {
+				continue
+			}
+			key := strings.ToUpper(m.UUID)
+			g := gpuHolders{byKey: map[string]*Holder{}}
+			for _, p := range m.Processes {
+				g.addProcess(p.PID, procs[p.PID], live, defaultRuntime)
+			}
+			for _, id := range sliceBy[key] {
+				c := live[id]
+				hd := g.holder(id, func() Holder { return holderOf(id, c, defaultRuntime) })
+				hd.ByReservation, hd.Named = true, len(c.Reservation.GPUs) > 0
+			}
+			h.ReservedMIG[key] = slices.ContainsFunc(sliceBy[key], notStale)
+			if list := g.sorted(); len(list) > 0 {
+				h.ByMIG[key] = list
+			}
+		}
 	}
 	for _, d := range inv.Devices {
 		g := gpuHolders{byKey: map[string]*Holder{}}

@@ -401,3 +401,30 @@ func TestUnclaimed(t *testing.T) {
 	assert.Assert(t, ngc >= 0)
 	assert.Check(t, got.ByGPU[3][ngc].SeesAll)
 }
+
+// A MIG device's holders: the containers that name it or hold its GPU
+// whole, and the processes on it.
+func TestAttributeMIG(t *testing.T) {
+	inv := gpus.Inventory{Devices: []gpus.Device{
+		{Index: 0, UUID: "GPU-p", MIGEnabled: true, Processes: []gpus.Process{{PID: 42}}, MIG: []gpus.MIGDevice{
+			{Index: 0, UUID: "MIG-0", Processes: []gpus.Process{{PID: 42}}},
+			{Index: 1, UUID: "MIG-1"},
+			{Index: 2, UUID: "MIG-2"},
+		}},
+	}}
+	live := map[string]Container{
+		"c1": {Name: "one", Reservation: Reservation{GPUs: []string{"MIG-1"}, User: "alice"}},
+		"c2": {Name: "stale", Reservation: Reservation{GPUs: []string{"MIG-2"}}, Stale: true},
+		"c3": {Name: "proc"},
+	}
+	procs := map[int]Proc{42: {ContainerID: "c3", Owner: "bob"}}
+	h := Attribute(inv, live, procs, "runc")
+	assert.DeepEqual(t, h.ReservedMIG, map[string]bool{"MIG-0": false, "MIG-1": true, "MIG-2": false})
+	assert.Equal(t, len(h.ByMIG["MIG-0"]), 1)
+	assert.Check(t, h.ByMIG["MIG-0"][0].ByProcess && h.ByMIG["MIG-0"][0].ContainerName == "proc")
+	assert.Equal(t, h.ByMIG["MIG-1"][0].ContainerName, "one")
+	assert.Check(t, h.ByMIG["MIG-1"][0].Named && h.ByMIG["MIG-1"][0].ByReservation)
+	assert.Check(t, h.ByMIG["MIG-2"][0].Stale)
+	// The parent shows its slices' holders too.
+	assert.Check(t, h.Reserved[0])
+}

@@ -133,14 +133,65 @@ func (r Reservation) Indexes(inv gpus.Inventory, defaultRuntime string) []int {
 }
 
 // matchesGPU reports whether a device name from a configuration (index,
-// UUID, or "index:mig" as NVIDIA_VISIBLE_DEVICES allows) names d.
+// UUID, or a MIG device of d: its UUID, or "index:mig" as
+// NVIDIA_VISIBLE_DEVICES allows) names d.
 func matchesGPU(name string, d gpus.Device) bool {
+	if isMIGUUID(name) {
+		return slices.ContainsFunc(d.MIG, func(m gpus.MIGDevice) bool { return m.UUID != "" && strings.EqualFold(name, m.UUID) })
+	}
 	if strings.HasPrefix(name, "GPU-") {
 		return d.UUID != "" && strings.EqualFold(name, d.UUID)
 	}
 	name, _, _ = strings.Cut(name, ":") // MIG device "0:1" is on GPU 0
 	n, err := strconv.Atoi(name)
 	return err == nil && n == d.Index
+}
+
+// isMIGUUID reports whether a device name is a MIG device's UUID.
+func isMIGUUID(name string) bool {
+	return len(name) > 4 && strings.EqualFold(name[:4], "MIG-")
+}
+
+// namesWhole reports whether a device name names d itself (its index or
+// UUID), not one of its MIG devices.
+func namesWhole(name string, d gpus.Device) bool {
+	if strings.HasPrefix(name, "GPU-") {
+		return d.UUID != "" && strings.EqualFold(name, d.UUID)
+	}
+	n, err := strconv.Atoi(name)
+	return err == nil && n == d.Index
+}
+
+// namesSlice reports whether a device name names the MIG device m of d:
+// by UUID, or as "GPU:MIG" indexes.
+func namesSlice(name string, d gpus.Device, m gpus.MIGDevice) bool {
+	if isMIGUUID(name) {
+		return m.UUID != "" && strings.EqualFold(name, m.UUID)
+	}
+	g, j, ok := strings.Cut(name, ":")
+	return ok && g == strconv.Itoa(d.Index) && j == strconv.Itoa(m.Index)
+}
+
+// Slices resolves the reservation to the MIG devices of inv it holds, by
+// UUID in upper case: those it names, and every one of a GPU it holds
+// whole (every GPU, the first N, or the GPU by index or UUID), on a daemon
+// whose default runtime is defaultRuntime.
+func (r Reservation) Slices(inv gpus.Inventory, defaultRuntime string) []string {
+	all, names := r.All, r.GPUs
+	if r.EnvApplies(defaultRuntime) {
+		all = all || r.EnvAll
+		names = append(slices.Clip(names), r.EnvGPUs...)
+	}
+	var out []string
+	for _, d := range inv.Devices {
+		whole := all || d.Index < r.First || slices.ContainsFunc(names, func(n string) bool { return namesWhole(n, d) })
+		for _, m := range d.MIG {
+			if m.UUID != "" && (whole || slices.ContainsFunc(names, func(n string) bool { return namesSlice(n, d, m) })) {
+				out = append(out, strings.ToUpper(m.UUID))
+			}
+		}
+	}
+	return out
 }
 
 // ReservationOf reads what a container's configuration holds: GPU device

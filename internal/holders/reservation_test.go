@@ -127,6 +127,42 @@ func TestReservationIndexes(t *testing.T) {
 	}
 }
 
+// A reservation holds the MIG devices it names (by UUID, or GPU:MIG as
+// NVIDIA_VISIBLE_DEVICES and CDI's index names write them) and every one
+// of a GPU it holds whole; naming a MIG device holds its GPU too, which is
+// never given out whole while in MIG mode anyway.
+func TestReservationSlices(t *testing.T) {
+	inv := gpus.Inventory{Devices: []gpus.Device{
+		{Index: 0, UUID: "GPU-a"},
+		{Index: 1, UUID: "GPU-b", MIGEnabled: true, MIG: []gpus.MIGDevice{{Index: 0, UUID: "MIG-b0"}, {Index: 1, UUID: "MIG-b1"}}},
+		{Index: 2, UUID: "GPU-c", MIGEnabled: true, MIG: []gpus.MIGDevice{{Index: 0, UUID: "MIG-c0"}, {Index: 2, UUID: "MIG-c2"}}},
+	}}
+	tests := []struct {
+		name    string
+		r       Reservation
+		slices  []string
+		indexes []int
+	}{
+		{name: "none", r: Reservation{}},
+		{name: "by MIG UUID, any case", r: Reservation{GPUs: []string{"mig-b1"}}, slices: []string{"MIG-B1"}, indexes: []int{1}},
+		{name: "GPU:MIG", r: Reservation{GPUs: []string{"2:2"}}, slices: []string{"MIG-C2"}, indexes: []int{2}},
+		{name: "GPU:MIG of no MIG device", r: Reservation{GPUs: []string{"2:1"}}, indexes: []int{2}},
+		{name: "the whole GPU by UUID", r: Reservation{GPUs: []string{"GPU-b"}}, slices: []string{"MIG-B0", "MIG-B1"}, indexes: []int{1}},
+		{name: "the whole GPU by index", r: Reservation{GPUs: []string{"2"}}, slices: []string{"MIG-C0", "MIG-C2"}, indexes: []int{2}},
+		{name: "every GPU", r: Reservation{All: true}, slices: []string{"MIG-B0", "MIG-B1", "MIG-C0", "MIG-C2"}, indexes: []int{0, 1, 2}},
+		{name: "the first 2", r: Reservation{First: 2}, slices: []string{"MIG-B0", "MIG-B1"}, indexes: []int{0, 1}},
+		{name: "NVIDIA_VISIBLE_DEVICES under runc holds nothing", r: Reservation{EnvGPUs: []string{"MIG-b0"}}},
+		{name: "NVIDIA_VISIBLE_DEVICES under nvidia", r: Reservation{EnvGPUs: []string{"MIG-b0"}, Runtime: "nvidia"}, slices: []string{"MIG-B0"}, indexes: []int{1}},
+		{name: "another host's MIG device", r: Reservation{GPUs: []string{"MIG-z"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.DeepEqual(t, tc.r.Slices(inv, "runc"), tc.slices)
+			assert.DeepEqual(t, tc.r.Indexes(inv, "runc"), tc.indexes)
+		})
+	}
+}
+
 // NVIDIA_VISIBLE_DEVICES holds GPUs only when NVIDIA's runtime runs the
 // container; device requests hold them whatever the runtime.
 func TestReservationRuntime(t *testing.T) {

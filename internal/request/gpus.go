@@ -14,6 +14,7 @@ import (
 	"github.com/docker/go-units"
 
 	"github.com/perceptron/docker-perceptron/internal/alloc"
+	"github.com/perceptron/docker-perceptron/internal/gpus/migprofile"
 	"github.com/perceptron/docker-perceptron/internal/presets"
 )
 
@@ -26,9 +27,12 @@ const (
 
 // GPUs is what --gpus asks for.
 type GPUs struct {
-	// Auto is how many GPUs docker perceptron chooses (auto, auto:N); 0
-	// when it chooses none.
+	// Auto is how many GPUs docker perceptron chooses (auto, auto:N), or
+	// MIG slices (auto:mig…); 0 when it chooses none.
 	Auto int
+	// MIG, for auto:mig…, is the kind of MIG slice asked for: MIG devices
+	// of GPUs in MIG mode, never whole GPUs.
+	MIG *alloc.Slices
 	// None is --gpus none: no GPU, dropping a preset's request.
 	None bool
 	// Docker is docker's own value (all, 2, device=...), handed to docker
@@ -44,6 +48,8 @@ func ParseGPUs(value string) (GPUs, error) {
 		return GPUs{None: true}, nil
 	case value == "auto":
 		return GPUs{Auto: 1}, nil
+	case strings.HasPrefix(value, "auto:mig"):
+		return parseMIG(value)
 	case strings.HasPrefix(value, "auto:"):
 		n, err := strconv.Atoi(strings.TrimPrefix(value, "auto:"))
 		if err != nil || n < 1 {
@@ -52,6 +58,43 @@ func ParseGPUs(value string) (GPUs, error) {
 		return GPUs{Auto: n}, nil
 	}
 	return GPUs{Docker: value}, nil
+}
+
+// migUsage says how to ask for MIG slices.
+const migUsage = "use auto:mig (any free MIG slice), auto:mig=PROFILE (e.g. auto:mig=1g.10gb) or auto:mig>=SIZE (the smallest slice with at least SIZE of memory, e.g. auto:mig>=20g), and :N after it for N slices"
+
+// parseMIG reads auto:mig[=PROFILE|>=SIZE][:N].
+func parseMIG(value string) (GPUs, error) {
+	bad := func() (GPUs, error) {
+		return GPUs{}, fmt.Errorf("invalid --gpus %s: %s", presets.Echo(value), migUsage)
+	}
+	rest := strings.TrimPrefix(value, "auto:mig")
+	g := GPUs{Auto: 1, MIG: &alloc.Slices{}}
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+		n, err := strconv.Atoi(rest[i+1:])
+		if err != nil || n < 1 {
+			return bad()
+		}
+		g.Auto, rest = n, rest[:i]
+	}
+	switch {
+	case rest == "":
+	case strings.HasPrefix(rest, ">="):
+		b, err := units.RAMInBytes(strings.TrimPrefix(rest, ">="))
+		if err != nil || b <= 0 {
+			return bad()
+		}
+		g.MIG.MinMemoryMiB = (uint64(b) + 1<<20 - 1) >> 20
+	case strings.HasPrefix(rest, "="):
+		profile := strings.ToLower(strings.TrimPrefix(rest, "="))
+		if _, _, _, ok := migprofile.Parse(profile); !ok {
+			return bad()
+		}
+		g.MIG.Profile = profile
+	default:
+		return bad()
+	}
+	return g, nil
 }
 
 // Own reports whether the value is docker perceptron's, not docker's.

@@ -28,6 +28,18 @@ func TestParseGPUs(t *testing.T) {
 		{value: `"device=1,2"`, want: GPUs{Docker: `"device=1,2"`}, specific: true},
 		{value: "auto:0", err: `invalid --gpus "auto:0": use auto or auto:N with N a number of GPUs, 1 or more`},
 		{value: "auto:two", err: `invalid --gpus "auto:two"`},
+		{value: "auto:mig", want: GPUs{Auto: 1, MIG: &alloc.Slices{}}, specific: true},
+		{value: "auto:mig:2", want: GPUs{Auto: 2, MIG: &alloc.Slices{}}, specific: true},
+		{value: "auto:mig=1g.10gb", want: GPUs{Auto: 1, MIG: &alloc.Slices{Profile: "1g.10gb"}}, specific: true},
+		{value: "auto:mig=3G.40GB:3", want: GPUs{Auto: 3, MIG: &alloc.Slices{Profile: "3g.40gb"}}, specific: true},
+		{value: "auto:mig=1c.3g.40gb", want: GPUs{Auto: 1, MIG: &alloc.Slices{Profile: "1c.3g.40gb"}}, specific: true},
+		{value: "auto:mig>=20g", want: GPUs{Auto: 1, MIG: &alloc.Slices{MinMemoryMiB: 20480}}, specific: true},
+		{value: "auto:mig>=512m:2", want: GPUs{Auto: 2, MIG: &alloc.Slices{MinMemoryMiB: 512}}, specific: true},
+		{value: "auto:mig=big", err: `invalid --gpus "auto:mig=big": use auto:mig (any free MIG slice), auto:mig=PROFILE`},
+		{value: "auto:mig>=lots", err: `invalid --gpus "auto:mig>=lots"`},
+		{value: "auto:mig>=0", err: `invalid --gpus "auto:mig>=0"`},
+		{value: "auto:mig:0", err: `invalid --gpus "auto:mig:0"`},
+		{value: "auto:mig1g", err: `invalid --gpus "auto:mig1g"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.value, func(t *testing.T) {
@@ -37,7 +49,7 @@ func TestParseGPUs(t *testing.T) {
 				return
 			}
 			assert.NilError(t, err)
-			assert.Equal(t, got, tc.want)
+			assert.DeepEqual(t, got, tc.want)
 			assert.Equal(t, got.Specific(), tc.specific)
 			assert.Equal(t, got.Requested(), !tc.want.None)
 		})
@@ -89,6 +101,10 @@ func TestCheckSetting(t *testing.T) {
 		{flag: "gpus", value: "none", handled: true},
 		{flag: "gpus", value: "all"},
 		{flag: "gpus", value: "auto:0", handled: true, err: "invalid --gpus"},
+		// A preset may ask for MIG slices as a run does.
+		{flag: "gpus", value: "auto:mig=1g.10gb", handled: true},
+		{flag: "gpus", value: "auto:mig>=20g", handled: true},
+		{flag: "gpus", value: "auto:mig=huge", handled: true, err: "invalid --gpus"},
 		{flag: OptGPUMaxMemory, value: "2g", handled: true},
 		{flag: OptGPUMaxUtil, value: "200", handled: true, err: "invalid --gpu-max-util"},
 		{flag: "shm-size", value: "1g"},
