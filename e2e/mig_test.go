@@ -62,6 +62,19 @@ func TestGPUAutoMIG(t *testing.T) {
 			t.Errorf("third: want %s (not the plain container's %s), got %s", migUUID(spec, 2, 3), migUUID(spec, 2, 2), third)
 		}
 
+		// gpus shows the slices under their GPU, with their holders.
+		table := e.MustDocker("perceptron", "gpus")
+		for _, want := range []string{"2:2       MIG 1g.10gb", "plain-mig"} {
+			if !strings.Contains(table, want) {
+				t.Errorf("gpus lacks %q:\n%s", want, table)
+			}
+		}
+		for line := range strings.Lines(table) {
+			if strings.HasPrefix(line, "2:2 ") && (!strings.Contains(line, "reserved") || !strings.Contains(line, "plain-mig")) {
+				t.Errorf("gpus: want MIG 2:2 reserved by plain-mig, got %q", line)
+			}
+		}
+
 		r := e.Docker("perceptron", "run", "-d", "--gpus", "auto:mig=1g.10gb", testImage, "sleep", "600")
 		if r.ExitCode != 125 || !strings.Contains(r.Stderr, "not enough free MIG 1g.10gb slices: 1 asked for, 0 free") ||
 			!strings.Contains(r.Stderr, "MIG 2:2 (1g.10gb) held by container plain-mig") {

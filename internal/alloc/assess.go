@@ -56,6 +56,9 @@ type Assessment struct {
 	// latest holder held it), from IdleSource; zero when not known.
 	IdleSince  time.Time
 	IdleSource string
+	// Slices are the GPU's MIG devices, assessed (see AssessSlices), when
+	// it is in MIG mode.
+	Slices []SliceAssessment
 }
 
 // Free reports whether the GPU may be given out.
@@ -85,6 +88,13 @@ func Assess(inv gpus.Inventory, h holders.Holdings, leases []ledger.Lease, t Thr
 			a.State, a.Why = StateUnknown, "who holds it is unknown: "+h.Unknown
 		}
 		out = append(out, a)
+	}
+	for _, s := range AssessSlices(inv, h, leases, t) {
+		for i := range out {
+			if out[i].Index == s.GPU {
+				out[i].Slices = append(out[i].Slices, s)
+			}
+		}
 	}
 	return out
 }

@@ -37,6 +37,20 @@ type assessmentJSON struct {
 	Accounting         *bool
 	IdleSince          *time.Time
 	Errors             map[string]string `json:",omitempty"`
+	// MIG are the MIG devices of a GPU in MIG mode.
+	MIG []sliceJSON `json:",omitempty"`
+}
+
+// sliceJSON is a MIG device: Index is its MIG index on the GPU.
+type sliceJSON struct {
+	Index          int
+	UUID           *string
+	Profile        *string
+	MemoryTotalMiB *uint64
+	MemoryUsedMiB  *uint64
+	Processes      []processJSON
+	State          string
+	Holders        []holderJSON
 }
 
 // claimJSON is a pending claim: another docker perceptron creating its
@@ -107,18 +121,41 @@ func newAssessmentJSON(s Assessment) assessmentJSON {
 			j.Processes = append(j.Processes, processJSON{PID: p.PID, UsedMemoryMiB: p.UsedMemoryMiB})
 		}
 	}
-	for _, h := range s.Holders {
-		j.Holders = append(j.Holders, holderJSON{
+	j.Holders = holdersJSON(s.Holders)
+	for _, sl := range s.Slices {
+		r := sl.Row().Device
+		sj := sliceJSON{
+			Index: sl.Index, UUID: ifKnown(r, "uuid", sl.UUID), MemoryTotalMiB: ifKnown(r, "memory", sl.MemoryTotalMiB),
+			MemoryUsedMiB: ifKnown(r, "memory", sl.MemoryUsedMiB), State: sl.State, Holders: holdersJSON(sl.Holders),
+		}
+		if sl.Profile != "" {
+			sj.Profile = &sl.Profile
+		}
+		if r.Known("processes") {
+			sj.Processes = []processJSON{}
+			for _, p := range sl.Processes {
+				sj.Processes = append(sj.Processes, processJSON{PID: p.PID, UsedMemoryMiB: p.UsedMemoryMiB})
+			}
+		}
+		j.MIG = append(j.MIG, sj)
+	}
+	if l := s.Lease; l != nil {
+		j.Claim = &claimJSON{PID: l.PID, User: holders.UserName(strconv.Itoa(l.UID)), Expires: l.Expires}
+	}
+	return j
+}
+
+func holdersJSON(hs []holders.Holder) []holderJSON {
+	out := []holderJSON{}
+	for _, h := range hs {
+		out = append(out, holderJSON{
 			ContainerID: h.ContainerID, ContainerName: h.ContainerName, User: h.User,
 			PIDs: append([]int{}, h.PIDs...), ByProcess: h.ByProcess, ByReservation: h.ByReservation,
 			Since: ifSet(h.Since), Stale: h.Stale, OtherDaemon: h.OtherDaemon,
 			State: string(h.State), SeesAll: h.SeesAll, Unclaimed: h.Unclaimed(),
 		})
 	}
-	if l := s.Lease; l != nil {
-		j.Claim = &claimJSON{PID: l.PID, User: holders.UserName(strconv.Itoa(l.UID)), Expires: l.Expires}
-	}
-	return j
+	return out
 }
 
 // ifSet returns &t, or nil for the zero time.

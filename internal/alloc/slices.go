@@ -222,3 +222,24 @@ func ChooseSlices(assessed []SliceAssessment, want Slices, n int) ([]SliceAssess
 	})
 	return candidates[:n], nil
 }
+
+// Row is the slice as a row of the GPU list, under its GPU: what NVML does
+// not give per MIG device (utilisation, temperature, power) is unknown.
+func (s SliceAssessment) Row() Assessment {
+	errs := map[string]string{"utilization": notPerSlice, "temperature": notPerSlice, "power": notPerSlice, "pci": notPerSlice, "nvlink": notPerSlice}
+	for q, e := range s.Errors {
+		errs[q] = e
+	}
+	name := "MIG"
+	if s.Profile != "" {
+		name += " " + s.Profile
+	}
+	d := gpus.Device{
+		Index: s.GPU, UUID: s.UUID, Name: name, MemoryTotalMiB: s.MemoryTotalMiB, MemoryUsedMiB: s.MemoryUsedMiB,
+		Processes: s.Processes, MIGEnabled: true, NUMANode: -1, Brand: -1, Errors: errs,
+	}
+	return Assessment{Device: d, State: s.State, Why: s.Why, Holders: s.Holders, Lease: s.Lease}
+}
+
+// notPerSlice stands for what NVML does not report per MIG device.
+const notPerSlice = "not reported per MIG device"

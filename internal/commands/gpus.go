@@ -184,6 +184,15 @@ func gpuWrite(fmtCtx formatter.Context, statuses []alloc.Assessment, now time.Ti
 			if err := format(&gpuContext{s: s, trunc: fmtCtx.Trunc, now: now}); err != nil {
 				return err
 			}
+			if !fmtCtx.Format.IsTable() {
+				continue
+			}
+			// A table shows a MIG GPU's slices under it, "1:0" ….
+			for _, sl := range s.Slices {
+				if err := format(&gpuContext{s: sl.Row(), trunc: fmtCtx.Trunc, now: now, index: fmt.Sprintf("%d:%d", sl.GPU, sl.Index)}); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -195,6 +204,7 @@ type gpuContext struct {
 	s     alloc.Assessment
 	trunc bool
 	now   time.Time
+	index string // a MIG slice's "GPU:MIG"; "" for a GPU
 }
 
 const unknownValue = "-"
@@ -209,7 +219,12 @@ func (c *gpuContext) field(q, format string, args ...any) string {
 
 func (c *gpuContext) known(q string) bool { return c.s.Known(q) }
 
-func (c *gpuContext) Index() string { return strconv.Itoa(c.s.Index) }
+func (c *gpuContext) Index() string {
+	if c.index != "" {
+		return c.index
+	}
+	return strconv.Itoa(c.s.Index)
+}
 
 func (c *gpuContext) UUID() string {
 	if c.trunc {

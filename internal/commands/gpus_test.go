@@ -423,3 +423,33 @@ func runPolicyCmd(t *testing.T, dockerCLI command.Cli, deps Deps, args ...string
 	t.Helper()
 	return execute(t, dockerCLI, deps, append([]string{"policy"}, args...)...)
 }
+
+// A GPU in MIG mode shows its slices under it: profile, memory, state and
+// holder, here a plain docker run --gpus "device=MIG-…" and a process; the
+// whole GPU is never free.
+func TestGpusMIG(t *testing.T) {
+	spec := gpustest.MIGA100s()
+	api := &fakeContainerAPI{defaultRuntime: "runc", containers: []container.InspectResponse{{
+		ID: strings.Repeat("c", 64), Name: "/notebook", State: &container.State{Status: container.StateRunning}, Created: gpusNow.Add(-2 * time.Hour).Format(time.RFC3339),
+		Config: &container.Config{Labels: map[string]string{labels.User: "dave"}},
+		HostConfig: &container.HostConfig{Resources: container.Resources{DeviceRequests: []container.DeviceRequest{
+			{DeviceIDs: []string{spec.GPUs[2].MIGDevices[1].UUID}, Capabilities: [][]string{{"gpu"}}},
+		}}},
+	}}}
+	for _, tc := range []struct{ name, format string }{
+		{name: "table"},
+		{name: "json", format: "json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dockerCLI, out, errOut, deps := gpusCLI(t, spec, api, t.TempDir())
+			deps.Now = func() time.Time { return gpusNow }
+			args := []string{}
+			if tc.format != "" {
+				args = append(args, "--format", tc.format)
+			}
+			assert.NilError(t, runGpusCmd(t, dockerCLI, deps, args...))
+			assert.Equal(t, errOut.String(), "")
+			golden.Assert(t, out.String(), "gpus-mig-"+tc.name+".golden")
+		})
+	}
+}
