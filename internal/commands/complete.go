@@ -110,7 +110,8 @@ func completeValue(dockerCLI command.Cli, deps Deps, st *stock, name string) ([]
 // gpuRequests are the values of --gpus: docker perceptron's, docker's, and
 // device= with each GPU of this host by index and UUID.
 func gpuRequests(deps Deps) []string {
-	out := []string{"auto\tone free GPU, chosen for you", "auto:2\tN free, well-connected GPUs", "none\tno GPU", "all\tevery GPU (docker's)"}
+	out := []string{"auto\tone free GPU, chosen for you", "auto:2\tN free, well-connected GPUs", "auto:mig\ta free MIG slice",
+		"auto:mig=\ta free MIG slice of a profile (1g.10gb)", "none\tno GPU", "all\tevery GPU (docker's)"}
 	inv, err := gpus.LoadFrom(deps.NVML)
 	if err != nil {
 		return out

@@ -26,7 +26,8 @@ var ownOptions = []ownOption{
 	{name: request.OptGPUMaxUtil, arg: "PERCENT", usage: "With --gpus auto: a GPU busier than this is not free (default 10)"},
 	{name: "fleet", usage: "Run on the host of your fleet that has the GPUs free (docker contexts; see 'docker perceptron fleet ls')"},
 	{name: "gpus", arg: "REQUEST", usage: "GPUs for the container: 'auto' (one free GPU, chosen for you and held\n" +
-		"until the container ends), 'auto:N' (N free, well-connected GPUs), 'none'\n" +
+		"until the container ends), 'auto:N' (N free, well-connected GPUs),\n" +
+		"'auto:mig', 'auto:mig=1g.10gb', 'auto:mig>=20g' (a free MIG slice), 'none'\n" +
 		"(none, overriding a preset), or docker's own: 'all', N (the first N),\n" +
 		"'\"device=0,2\"' or UUIDs"},
 	{name: "preset", arg: "NAME", usage: "Apply a preset before the other options (repeatable; 'docker perceptron presets ls')"},
