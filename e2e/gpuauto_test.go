@@ -294,7 +294,7 @@ func TestGPUAutoWaitCtrlC(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("the waiter did not stop on SIGINT:\n%s", stderr.String())
 	}
-	if waiter.ProcessState.ExitCode() != 130 || !strings.Contains(stderr.String(), "stopped waiting for GPUs after ") || !strings.Contains(stderr.String(), "interrupted (Ctrl-C)") {
+	if waiter.ProcessState.ExitCode() != 130 || !strings.Contains(stderr.String(), "stopped waiting for GPUs after ") || !strings.Contains(stderr.String(), ": interrupted") {
 		t.Errorf("exit %d after SIGINT:\n%s", waiter.ProcessState.ExitCode(), stderr.String())
 	}
 	if n := len(strings.Fields(e.MustDocker("ps", "-aq"))); n != 1 {

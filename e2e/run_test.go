@@ -33,7 +33,7 @@ func TestCreateTFTrain(t *testing.T) {
 		checks := map[string]string{
 			"{{.HostConfig.ShmSize}}":                           "1073741824",
 			"{{json .HostConfig.Ulimits}}":                      `[{"Name":"memlock","Hard":-1,"Soft":-1},{"Name":"stack","Hard":67108864,"Soft":67108864}]`,
-			"{{json .HostConfig.PortBindings}}":                 `{"8000/tcp":[{"HostIp":"","HostPort":""}]}`,
+			"{{json .HostConfig.PortBindings}}":                 `{"8000/tcp":[{"HostIp":"127.0.0.1","HostPort":""}]}`,
 			"{{.HostConfig.AutoRemove}}":                        "true",
 			"{{.Config.OpenStdin}}":                             "true",
 			"{{.Config.Tty}}":                                   "false", // stdin is not a terminal here
@@ -200,7 +200,7 @@ func TestPresetsCommands(t *testing.T) {
 			}
 		}
 		show := e.MustDocker("perceptron", "presets", "show", "tf-train")
-		for _, want := range []string{"--shm-size 1g", "/dev/shm", "--ulimit memlock=-1", "pin", "--ulimit stack=67108864", "64 MiB", "--publish 8000"} {
+		for _, want := range []string{"--shm-size 1g", "/dev/shm", "--ulimit memlock=-1", "pin", "--ulimit stack=67108864", "64 MiB", "--publish 127.0.0.1::8000", "127.0.0.1 only"} {
 			if !strings.Contains(show, want) {
 				t.Errorf("presets show tf-train lacks %q:\n%s", want, show)
 			}

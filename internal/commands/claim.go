@@ -24,24 +24,34 @@ import (
 
 // claimWithSignals runs claim with a context that Ctrl-C (or SIGTERM), and
 // the --wait limit when there is one, cancel: waiting for GPUs stops cleanly,
-// and a signal is the cause (see interrupted: the exit status says which).
+// and the interruption is the cause (see interrupted: the exit status says
+// so). The docker CLI tells a plugin of Ctrl-C by cancelling the command's
+// context (its plugin socket closes); a signal sent to the plugin itself
+// counts the same.
 func claimWithSignals(ctx context.Context, limit time.Duration, claim func(context.Context) (request.Claimed, *alloc.Claim, error)) (request.Claimed, *alloc.Claim, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
+	parent := ctx
+	// The parent's cancellation comes through the goroutine below, with
+	// its cause: a child would be cancelled first, with none.
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
+	finished := make(chan struct{})
+	defer close(finished)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	go func() {
 		select {
 		case s := <-sigs:
-			cancel(interrupted{s.(syscall.Signal)})
-		case <-ctx.Done():
+			cancel(interrupted{sig: s.(syscall.Signal)})
+		case <-parent.Done():
+			cancel(interrupted{sig: syscall.SIGINT, byCLI: true})
+		case <-finished:
 		}
 	}()
 	if limit > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, limit)
-		defer cancel()
+		var cancelLimit context.CancelFunc
+		ctx, cancelLimit = context.WithTimeout(ctx, limit)
+		defer cancelLimit()
 	}
 	return claim(ctx)
 }
@@ -173,10 +183,16 @@ func (d Deps) withNVMLSession() (_ Deps, done func()) {
 
 // interrupted is a claim stopped by a signal: "interrupted", and the exit
 // status 128+N of a process the signal ends (130 for Ctrl-C).
-type interrupted struct{ sig syscall.Signal }
+type interrupted struct {
+	sig   syscall.Signal
+	byCLI bool // the docker CLI cancelled the command: Ctrl-C as far as known
+}
 
 func (e interrupted) Error() string {
-	if e.sig == syscall.SIGINT {
+	switch {
+	case e.byCLI:
+		return "interrupted"
+	case e.sig == syscall.SIGINT:
 		return "interrupted (Ctrl-C)"
 	}
 	return "interrupted (" + e.sig.String() + ")"

@@ -1,9 +1,13 @@
 package commands
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/docker/cli/cli"
+	"github.com/perceptron/docker-perceptron/internal/alloc"
+	"github.com/perceptron/docker-perceptron/internal/request"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -40,4 +44,25 @@ func TestVersion(t *testing.T) {
 	deps.Version = "v1.2.3"
 	assert.NilError(t, execute(t, dockerCLI, deps, "version"))
 	assert.Check(t, is.Contains(out.String(), "docker perceptron v1.2.3 (go"))
+}
+
+// A wait the docker CLI cancels (its way of passing Ctrl-C to a plugin)
+// ends "interrupted" and exits 130; the --wait limit exits 125.
+func TestClaimInterrupted(t *testing.T) {
+	wait := func(ctx context.Context) (request.Claimed, *alloc.Claim, error) {
+		<-ctx.Done()
+		return request.Claimed{}, nil, &alloc.StoppedError{Cause: context.Cause(ctx)}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	_, _, err := claimWithSignals(ctx, 0, wait)
+	var st cli.StatusError
+	assert.Assert(t, errorsAs(toStatusError(err), &st))
+	assert.Check(t, is.Equal(st.StatusCode, 130))
+	assert.Check(t, is.ErrorContains(err, "stopped waiting for GPUs after 0s: interrupted"))
+
+	_, _, err = claimWithSignals(t.Context(), 50*time.Millisecond, wait)
+	assert.Assert(t, errorsAs(toStatusError(err), &st))
+	assert.Check(t, is.Equal(st.StatusCode, 125))
+	assert.Check(t, is.ErrorContains(err, "the time limit passed"))
 }
