@@ -414,14 +414,15 @@ func (a *Allocator) chooseAndLease(ctx context.Context, inv gpus.Inventory, req 
 		return nil, err
 	}
 	assessed := Expire(Assess(inv, held, leases, req.Thresholds), a.Policy.MaxIdle, now)
-	if err := a.checkQuota(assessed, leases, req.Count); err != nil {
+	sliced := AssessSlices(inv, held, leases, req.Thresholds)
+	if err := a.checkQuota(quotaUnits(assessed, sliced), leases, req.Count); err != nil {
 		return nil, err
 	}
 	c := &Claim{a: a}
 	var chosen []int
 	if req.MIG != nil {
 		// A slice never expires: MIG devices are not under max-idle.
-		if c.Slices, err = ChooseSlices(AssessSlices(inv, held, leases, req.Thresholds), *req.MIG, req.Count); err != nil {
+		if c.Slices, err = ChooseSlices(sliced, *req.MIG, req.Count); err != nil {
 			return nil, err
 		}
 	} else if chosen, err = choose(inv, assessed, req.Count); err != nil {
@@ -482,7 +483,7 @@ func choose(inv gpus.Inventory, assessed []Assessment, count int) ([]int, error)
 }
 
 // checkQuota refuses a claim that would take a.Who past the policy's limit.
-func (a *Allocator) checkQuota(assessed []Assessment, leases []ledger.Lease, count int) error {
+func (a *Allocator) checkQuota(units []unit, leases []ledger.Lease, count int) error {
 	if _, limited := a.Policy.LimitFor(a.Who.Name, a.Who.Groups); !limited {
 		return nil
 	}
@@ -490,7 +491,7 @@ func (a *Allocator) checkQuota(assessed []Assessment, leases []ledger.Lease, cou
 	if err != nil {
 		return err
 	}
-	return checkQuota(a.Policy, a.Who, assessed, leases, grants, count)
+	return checkQuota(a.Policy, a.Who, units, leases, grants, count)
 }
 
 // keepAlive renews the lease every third of its TTL until the claim is

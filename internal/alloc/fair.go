@@ -121,7 +121,7 @@ type QuotaError struct {
 	User   string
 	Limit  policy.Limit
 	Asked  int
-	Held   []string // what the user holds now, one phrase per GPU
+	Held   []string // what the user holds now: "GPU 0", "MIG 1:0"
 }
 
 func (e *QuotaError) Error() string {
@@ -144,37 +144,52 @@ func (e *QuotaError) Never() bool { return e.Asked > e.Limit.GPUs }
 // pending claims (leases) and the grants of who's runs whose container
 // still holds the GPUs, or whose run is alive. Both are files owned by
 // their user, which no other user can forge or remove.
-func checkQuota(p policy.Policy, who Who, assessed []Assessment, leases []ledger.Lease, grants []ledger.Grant, count int) error {
+func checkQuota(p policy.Policy, who Who, units []unit, leases []ledger.Lease, grants []ledger.Grant, count int) error {
 	limit, ok := p.LimitFor(who.Name, who.Groups)
 	if !ok {
 		return nil
 	}
-	held := heldBy(who.UID, assessed, leases, grants)
+	held := heldBy(who.UID, units, leases, grants)
 	if len(held)+count <= limit.GPUs {
 		return nil
 	}
-	e := &QuotaError{Policy: p.Path, User: who.Name, Limit: limit, Asked: count}
-	for _, i := range held {
-		e.Held = append(e.Held, "GPU "+strconv.Itoa(i))
-	}
-	return e
+	return &QuotaError{Policy: p.Path, User: who.Name, Limit: limit, Asked: count, Held: held}
 }
 
-// heldBy returns the indexes of the GPUs uid holds through --gpus auto.
-func heldBy(uid int, assessed []Assessment, leases []ledger.Lease, grants []ledger.Grant) []int {
-	byUUID := map[string]Assessment{}
+// unit is what a quota counts: a whole GPU ("GPU 0"), or a MIG slice
+// ("MIG 1:0"), by UUID, with its holders.
+type unit struct {
+	name, uuid string
+	holders    []holders.Holder
+}
+
+// quotaUnits are the GPUs and the MIG slices of a host.
+func quotaUnits(assessed []Assessment, sliced []SliceAssessment) []unit {
+	var out []unit
 	for _, a := range assessed {
-		byUUID[strings.ToUpper(a.UUID)] = a
+		out = append(out, unit{name: "GPU " + strconv.Itoa(a.Index), uuid: a.UUID, holders: a.Holders})
 	}
-	held := map[int]bool{}
-	add := func(uuids []string, holds func(Assessment) bool) {
-		for _, u := range uuids {
-			if a, ok := byUUID[strings.ToUpper(u)]; ok && holds(a) {
-				held[a.Index] = true
+	for _, s := range sliced {
+		out = append(out, unit{name: s.Name(), uuid: s.UUID, holders: s.Holders})
+	}
+	return out
+}
+
+// heldBy names the GPUs and slices uid holds through --gpus auto.
+func heldBy(uid int, units []unit, leases []ledger.Lease, grants []ledger.Grant) []string {
+	byUUID := map[string]unit{}
+	for _, u := range units {
+		byUUID[strings.ToUpper(u.uuid)] = u
+	}
+	held := map[string]bool{}
+	add := func(uuids []string, holds func(unit) bool) {
+		for _, id := range uuids {
+			if u, ok := byUUID[strings.ToUpper(id)]; ok && holds(u) {
+				held[u.name] = true
 			}
 		}
 	}
-	always := func(Assessment) bool { return true }
+	always := func(unit) bool { return true }
 	for _, l := range leases {
 		if l.UID == uid {
 			add(l.UUIDs, always)
@@ -186,19 +201,14 @@ func heldBy(uid int, assessed []Assessment, leases []ledger.Lease, grants []ledg
 		case g.RunAlive():
 			add(g.UUIDs, always)
 		case g.ContainerID != "":
-			add(g.UUIDs, func(a Assessment) bool {
-				return slices.ContainsFunc(a.Holders, func(h holders.Holder) bool {
+			add(g.UUIDs, func(u unit) bool {
+				return slices.ContainsFunc(u.holders, func(h holders.Holder) bool {
 					return h.ContainerID == g.ContainerID && h.ByReservation && !h.Stale
 				})
 			})
 		}
 	}
-	out := make([]int, 0, len(held))
-	for i := range held {
-		out = append(out, i)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(held))
 }
 
 // Filter states: what `gpus --filter state=…` matches, beyond the states

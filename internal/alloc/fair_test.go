@@ -150,3 +150,21 @@ func TestClaimQuota(t *testing.T) {
 	assert.NilError(t, err)
 	assert.NilError(t, b.Release())
 }
+
+// MIG slices count against the quota as GPUs do, those held as those asked.
+func TestClaimQuotaSlices(t *testing.T) {
+	a := newAllocator(t, gpustest.MIGA100s(), &daemon{})
+	one := 1
+	a.Policy = policy.Policy{Path: "policy.yaml", MaxGPUs: policy.Limits{Default: &one}}
+	a.Who = Who{UID: os.Geteuid(), Name: "alice"}
+	c, err := a.Claim(t.Context(), Request{Count: 1, MIG: &Slices{}, Thresholds: DefaultThresholds()})
+	assert.NilError(t, err)
+	defer c.Release()
+	_, err = a.Claim(t.Context(), Request{Count: 1, MIG: &Slices{}, Thresholds: DefaultThresholds()})
+	var over *QuotaError
+	assert.Assert(t, errors.As(err, &over), "%v", err)
+	assert.Check(t, is.Len(over.Held, 1))
+	assert.Check(t, is.Contains(over.Held[0], "MIG "), over.Held[0])
+	_, err = a.Claim(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds()})
+	assert.Check(t, errors.Is(err, ErrOverQuota), "a whole GPU counts too: %v", err)
+}
