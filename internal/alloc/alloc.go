@@ -258,15 +258,6 @@ func (a *Allocator) Claim(ctx context.Context, req Request) (*Claim, error) {
 	return a.claim(ctx, req, true)
 }
 
-// Peek chooses as Claim does, without claiming: for --dry-run.
-func (a *Allocator) Peek(ctx context.Context, req Request) ([]gpus.Device, error) {
-	c, err := a.Preview(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	return c.Devices, nil
-}
-
 // Preview chooses as Claim does, without claiming: for --dry-run. The
 // claim it returns holds nothing (Release is not needed).
 func (a *Allocator) Preview(ctx context.Context, req Request) (*Claim, error) {

@@ -134,12 +134,13 @@ func TestClaimMoreThanTheHostHas(t *testing.T) {
 	assert.Error(t, err, "not enough free GPUs: 3 asked for, 2 free (this host has 2)")
 }
 
-func TestPeekClaimsNothing(t *testing.T) {
+func TestPreviewClaimsNothing(t *testing.T) {
 	a := newAllocator(t, fakeHost(1), &daemon{})
 	for range 2 {
-		devices, err := a.Peek(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds()})
+		c, err := a.Preview(t.Context(), Request{Count: 1, Thresholds: DefaultThresholds()})
 		assert.NilError(t, err)
-		assert.Check(t, is.Len(devices, 1))
+		assert.Check(t, is.Len(c.Devices, 1))
+		assert.Check(t, is.Equal(c.Token, ""))
 	}
 	leases, err := ledger.ActiveLeases(a.StateDir, time.Now())
 	assert.NilError(t, err)
