@@ -72,9 +72,9 @@ const cacheFormat = "containers-v4"
 // harmless.
 const eventsOverlap = time.Second
 
-// maxEvents: dockerd keeps its last 256 events (20.10 and later). A look
-// that gets nearly that many may have lost older ones, and lists everything
-// instead.
+// maxEvents: dockerd keeps its last 256 events, of every kind (20.10 and
+// later). A look that gets nearly that many may have lost older ones, and
+// lists everything instead.
 const maxEvents = 200
 
 // OpenFileCache reads the cache of the daemon whose key is daemon (see
@@ -196,26 +196,37 @@ func (c *FileCache) listAll(ctx context.Context, api ContainerAPI, now time.Time
 
 // containerEvents returns the daemon's container events from since until
 // until, oldest first; complete is false when there may have been more than
-// the daemon remembers.
+// the daemon remembers. The daemon keeps its last 256 events of every kind
+// together (networks, volumes, images as well as containers), so all of
+// them are asked for and counted: a filtered query would look complete
+// while network events had pushed container events out.
 func containerEvents(ctx context.Context, api ListerAPI, since, until time.Time) (_ []events.Message, complete bool, _ error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	filters := client.Filters{}.Add("type", string(events.ContainerEventType)).
-		Add("event", "create", "start", "restart", "die", "pause", "unpause", "destroy", "rename")
-	res := api.Events(ctx, client.EventsListOptions{Since: unixNano(since), Until: unixNano(until), Filters: filters})
+	res := api.Events(ctx, client.EventsListOptions{Since: unixNano(since), Until: unixNano(until)})
 	var msgs []events.Message
+	total := 0
 	for {
 		select {
 		case m := <-res.Messages:
-			msgs = append(msgs, m)
+			total++
+			if m.Type == events.ContainerEventType && containerActions[m.Action] {
+				msgs = append(msgs, m)
+			}
 		case err := <-res.Err:
 			if err != nil && !errors.Is(err, io.EOF) {
 				return nil, false, err
 			}
 			// Messages is unbuffered: all sent before the end are read.
-			return msgs, len(msgs) < maxEvents, nil
+			return msgs, total < maxEvents, nil
 		}
 	}
+}
+
+// containerActions are the container events that change what is known.
+var containerActions = map[events.Action]bool{
+	events.ActionCreate: true, events.ActionStart: true, events.ActionRestart: true, events.ActionDie: true,
+	events.ActionPause: true, events.ActionUnPause: true, events.ActionDestroy: true, events.ActionRename: true,
 }
 
 func unixNano(t time.Time) string {

@@ -259,3 +259,26 @@ func TestFileCacheDamaged(t *testing.T) {
 		assert.Check(t, c.state.Seen.IsZero(), "a damaged cache must list everything again")
 	}
 }
+
+// The daemon keeps its last 256 events of every kind together: when
+// network events have pushed a container's destroy out, the look lists
+// everything, and a removed holder is not kept as one.
+func TestFileCacheEventsPushedOut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "containers.json")
+	d := &eventDaemon{}
+	d.create("holder", "GPU-0")
+	d.setState("holder", container.StateRunning, events.ActionStart)
+	h, err := lookFrom(t, d, path)
+	assert.NilError(t, err)
+	assert.Check(t, h.Reserved[0])
+	d.calls = nil
+	d.destroy("holder")
+	for range 300 {
+		now := time.Now()
+		d.log = append(d.log, events.Message{Type: events.NetworkEventType, Action: events.ActionConnect, Time: now.Unix(), TimeNano: now.UnixNano()})
+	}
+	h, err = lookFrom(t, d, path)
+	assert.NilError(t, err)
+	assert.Check(t, !h.Reserved[0], "a removed container still holds GPU 0")
+	assert.Check(t, is.Equal(d.count("all"), 1), "the look did not list everything: %v", d.calls)
+}
