@@ -104,60 +104,75 @@ func Assess(inv gpus.Inventory, h holders.Holdings, leases []ledger.Lease, t Thr
 // What keeps an idle GPU from being given out (a failed query, MIG mode)
 // makes it unknown.
 func state(d gpus.Device, reserved bool, t Thresholds) (state, why string) {
-	busy, unknown, why := usage(d, t)
-	if reserved {
-		why = "reserved by a container or a pending claim"
-	}
-	switch {
-	case busy && reserved:
-		return StateBusyReserved, why
-	case busy:
-		return StateBusy, why
-	case reserved:
-		return StateReserved, why
-	case unknown:
-		return StateUnknown, why
-	}
-	return StateFree, "free"
-}
-
-// usage tells whether d is busy by t, or cannot be told idle, and the first
-// reason it is not free.
-func usage(d gpus.Device, t Thresholds) (busy, unknown bool, why string) {
-	note := func(isBusy, isUnknown bool, reason string) {
-		if why == "" {
-			why = reason
-		}
-		busy, unknown = busy || isBusy, unknown || isUnknown
-	}
-	if !d.Known("uuid") || d.UUID == "" {
-		// It could be given to docker by index only, and never recorded.
-		note(false, true, "UUID unknown: "+d.Errors["uuid"])
-	}
-	switch {
-	case !d.Known("processes"):
-		note(false, true, "compute processes unknown: "+d.Errors["processes"])
-	case len(d.Processes) > 0:
-		note(true, false, fmt.Sprintf("%d compute process(es) running (PID %s)", len(d.Processes), joinPIDs(d.Processes)))
-	}
-	switch {
-	case !d.Known("memory"):
-		note(false, true, "memory use unknown: "+d.Errors["memory"])
-	case d.MemoryUsedMiB > t.MaxMemoryUsedMiB:
-		note(true, false, fmt.Sprintf("%d MiB of memory in use (free means at most %d MiB)", d.MemoryUsedMiB, t.MaxMemoryUsedMiB))
-	}
+	var u usage
+	u.common(d.UUID, d.Known, d.Errors, d.Processes, d.MemoryUsedMiB, t)
 	switch {
 	case !d.Known("utilization"):
-		note(false, true, "utilisation unknown: "+d.Errors["utilization"])
+		u.note(false, true, "utilisation unknown: "+d.Errors["utilization"])
 	case d.UtilizationPercent > t.MaxUtilizationPercent:
-		note(true, false, fmt.Sprintf("%d%% utilised (free means at most %d%%)", d.UtilizationPercent, t.MaxUtilizationPercent))
+		u.note(true, false, fmt.Sprintf("%d%% utilised (free means at most %d%%)", d.UtilizationPercent, t.MaxUtilizationPercent))
 	}
 	if d.MIGEnabled {
 		// The whole GPU cannot be given out while it is split into MIG
 		// instances, and NVML's utilisation does not cover them.
-		note(false, true, "MIG mode is enabled")
+		u.note(false, true, "MIG mode is enabled")
 	}
-	return busy, unknown, why
+	return u.decide(reserved)
+}
+
+// usage gathers whether a GPU or a MIG device is busy by the thresholds,
+// or cannot be told idle, and the first reason it is not free.
+type usage struct {
+	busy, unknown bool
+	why           string
+}
+
+func (u *usage) note(isBusy, isUnknown bool, reason string) {
+	if u.why == "" {
+		u.why = reason
+	}
+	u.busy, u.unknown = u.busy || isBusy, u.unknown || isUnknown
+}
+
+// common notes what a GPU and a MIG device share: a UUID it can be given
+// by (else it could be given by index only, and never recorded), its
+// compute processes and its memory use.
+func (u *usage) common(uuid string, known func(string) bool, errs map[string]string, procs []gpus.Process, usedMiB uint64, t Thresholds) {
+	if !known("uuid") || uuid == "" {
+		u.note(false, true, "UUID unknown: "+errs["uuid"])
+	}
+	switch {
+	case !known("processes"):
+		u.note(false, true, "compute processes unknown: "+errs["processes"])
+	case len(procs) > 0:
+		u.note(true, false, fmt.Sprintf("%d compute process(es) running (PID %s)", len(procs), joinPIDs(procs)))
+	}
+	switch {
+	case !known("memory"):
+		u.note(false, true, "memory use unknown: "+errs["memory"])
+	case usedMiB > t.MaxMemoryUsedMiB:
+		u.note(true, false, fmt.Sprintf("%d MiB of memory in use (free means at most %d MiB)", usedMiB, t.MaxMemoryUsedMiB))
+	}
+}
+
+// decide is the state, and why: busy and reserved first, unknown only for
+// what is neither, free otherwise.
+func (u usage) decide(reserved bool) (state, why string) {
+	why = u.why
+	if reserved {
+		why = "reserved by a container or a pending claim"
+	}
+	switch {
+	case u.busy && reserved:
+		return StateBusyReserved, why
+	case u.busy:
+		return StateBusy, why
+	case reserved:
+		return StateReserved, why
+	case u.unknown:
+		return StateUnknown, why
+	}
+	return StateFree, "free"
 }
 
 func joinPIDs(ps []gpus.Process) string {

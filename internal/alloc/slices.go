@@ -133,44 +133,12 @@ func AssessSlices(inv gpus.Inventory, h holders.Holdings, leases []ledger.Lease,
 	return out
 }
 
-// sliceState is state for a MIG device.
+// sliceState is state for a MIG device: a GPU's rule less utilisation,
+// which NVML does not give per MIG device.
 func sliceState(m gpus.MIGDevice, reserved bool, t Thresholds) (state, why string) {
-	var busy, unknown bool
-	note := func(isBusy, isUnknown bool, reason string) {
-		if why == "" {
-			why = reason
-		}
-		busy, unknown = busy || isBusy, unknown || isUnknown
-	}
-	if !m.Known("uuid") || m.UUID == "" {
-		note(false, true, "UUID unknown: "+m.Errors["uuid"])
-	}
-	switch {
-	case !m.Known("processes"):
-		note(false, true, "compute processes unknown: "+m.Errors["processes"])
-	case len(m.Processes) > 0:
-		note(true, false, fmt.Sprintf("%d compute process(es) running (PID %s)", len(m.Processes), joinPIDs(m.Processes)))
-	}
-	switch {
-	case !m.Known("memory"):
-		note(false, true, "memory use unknown: "+m.Errors["memory"])
-	case m.MemoryUsedMiB > t.MaxMemoryUsedMiB:
-		note(true, false, fmt.Sprintf("%d MiB of memory in use (free means at most %d MiB)", m.MemoryUsedMiB, t.MaxMemoryUsedMiB))
-	}
-	if reserved {
-		why = "reserved by a container or a pending claim"
-	}
-	switch {
-	case busy && reserved:
-		return StateBusyReserved, why
-	case busy:
-		return StateBusy, why
-	case reserved:
-		return StateReserved, why
-	case unknown:
-		return StateUnknown, why
-	}
-	return StateFree, "free"
+	var u usage
+	u.common(m.UUID, m.Known, m.Errors, m.Processes, m.MemoryUsedMiB, t)
+	return u.decide(reserved)
 }
 
 // ChooseSlices picks n free slices of the kind want asks for, in this
