@@ -37,25 +37,7 @@ func TestPolicyQuota(t *testing.T) {
 		"perceptron", "run", "-d", "--gpus", "auto", testImage, "sleep", "600")
 	mustFail(t, e, 125, "at most 1 GPU(s)", "perceptron", "run", "-d", "--wait", "--gpus", "auto:2", testImage, "sleep", "600")
 
-	done := make(chan Result, 1)
-	go func() { done <- e.Docker("perceptron", "run", "--wait", "--gpus", "auto", testImage, "echo", "got it") }()
-	select {
-	case r := <-done:
-		t.Fatalf("did not wait:\n%s", r)
-	case <-time.After(3 * time.Second):
-	}
-	e.MustDocker("rm", "-f", first)
-	select {
-	case r := <-done:
-		if r.ExitCode != 0 || strings.TrimSpace(r.Stdout) != "got it" {
-			t.Fatalf("%s", r)
-		}
-		if !strings.Contains(r.Stderr, "waiting for GPUs: the site policy") {
-			t.Errorf("the waiter did not say what it waits for:\n%s", r.Stderr)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the waiter did not get a GPU")
-	}
+	waitsThenGets(t, e, func() { e.MustDocker("rm", "-f", first) }, "waiting for GPUs: the site policy")
 }
 
 // TestPolicyExpired: a reservation idle (by NVML's accounting) for longer

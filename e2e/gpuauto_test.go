@@ -173,6 +173,15 @@ func TestGPUAutoWait(t *testing.T) {
 	e.FakeNVML = writeFakeNVML(t, sampleNVML(1))
 	holder := e.MustDocker("perceptron", "run", "-d", "--gpus", "auto", "--name", "holder", testImage, "sleep", "600")
 
+	waitsThenGets(t, e, func() { e.MustDocker("rm", "-f", holder) },
+		"waiting for GPUs: not enough free GPUs: 1 asked for, 0 free; GPU 0 held by container holder")
+}
+
+// waitsThenGets starts "run --wait --gpus auto", checks that it waits,
+// calls release, and checks that the waiter then gets a GPU, having said
+// note while it waited.
+func waitsThenGets(t *testing.T, e *Env, release func(), note string) {
+	t.Helper()
 	done := make(chan Result, 1)
 	go func() { done <- e.Docker("perceptron", "run", "--wait", "--gpus", "auto", testImage, "echo", "got it") }()
 	select {
@@ -180,17 +189,17 @@ func TestGPUAutoWait(t *testing.T) {
 		t.Fatalf("did not wait:\n%s", r)
 	case <-time.After(3 * time.Second):
 	}
-	e.MustDocker("rm", "-f", holder)
+	release()
 	select {
 	case r := <-done:
 		if r.ExitCode != 0 || strings.TrimSpace(r.Stdout) != "got it" {
 			t.Fatalf("%s", r)
 		}
-		if !strings.Contains(r.Stderr, "waiting for GPUs: not enough free GPUs: 1 asked for, 0 free; GPU 0 held by container holder") {
-			t.Errorf("the waiter did not say what it waits for:\n%s", r.Stderr)
+		if !strings.Contains(r.Stderr, note) {
+			t.Errorf("the waiter did not say what it waits for (%q):\n%s", note, r.Stderr)
 		}
 	case <-time.After(60 * time.Second):
-		t.Fatal("the waiter did not get the GPU")
+		t.Fatal("the waiter did not get a GPU")
 	}
 }
 
