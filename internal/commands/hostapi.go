@@ -161,10 +161,6 @@ func imageHere(ctx context.Context, api DockerAPI, inv gpus.Inventory, image str
 	if err != nil || img.Config == nil {
 		return false, ""
 	}
-	brands := make([]int, len(inv.Devices))
-	for i, d := range inv.Devices {
-		brands[i] = d.Brand
-	}
 	in := preflight.Input{GPURequested: true, GPUChoice: true, Image: &preflight.ImageInfo{Ref: image, Env: img.Config.Env},
 		HostCUDA: inv.CUDAVersion, HostDriver: inv.DriverVersion}
 	in.HostDataCenter = preflight.DataCenter(inv.Devices)

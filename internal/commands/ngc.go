@@ -15,6 +15,7 @@ import (
 
 	"github.com/perceptron/docker-perceptron/internal/gpus"
 	"github.com/perceptron/docker-perceptron/internal/ngc"
+	"github.com/perceptron/docker-perceptron/internal/preflight"
 	"github.com/perceptron/docker-perceptron/internal/presets"
 )
 
@@ -58,11 +59,7 @@ func ngcHost(deps Deps, driverFlag string) (ngc.Host, error) {
 	if err != nil {
 		return ngc.Host{}, fmt.Errorf("NVML reports no usable driver version (%q): give --driver VERSION", inv.DriverVersion)
 	}
-	brands := make([]int, len(inv.Devices))
-	for i, d := range inv.Devices {
-		brands[i] = d.Brand
-	}
-	return ngc.Host{Driver: v, DataCenter: ngc.DataCenter(brands)}, nil
+	return ngc.Host{Driver: v, DataCenter: preflight.DataCenter(inv.Devices)}, nil
 }
 
 func runNgc(dockerCLI command.Cli, deps Deps, o ngcOptions, args []string) error {
