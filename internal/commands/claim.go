@@ -66,7 +66,10 @@ func claimGPUs(ctx context.Context, dockerCLI command.Cli, deps Deps, req reques
 	cache := holders.OpenFileCache(deps.CachePath, host.Daemon.Key)
 	defer func() { _ = cache.Save() }()
 	a := newAllocator(dockerCLI, deps, cache, host.Daemon)
-	a.Policy, a.Who = site, whoAmI(deps)
+	a.Policy = site
+	if site.Set() {
+		a.Who = whoAmI(deps) // the user's groups: asked only for a quota
+	}
 	ask := alloc.Request{Count: req.GPUs.Auto, MIG: req.GPUs.MIG, Thresholds: req.Thresholds, Wait: req.Wait.Enabled}
 	cdi := host.Daemon.GPUsByCDI()
 	if req.GPUs.MIG != nil && req.GPUs.Auto > 1 && !req.Quiet {
