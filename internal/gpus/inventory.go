@@ -186,14 +186,7 @@ func readUsage(d *Device, h nvml.Device, numaFallback func(string) (int, bool)) 
 		d.fail("mig", ret)
 	}
 	if ps, ret := h.GetComputeRunningProcesses(); ret == nvml.SUCCESS {
-		d.Processes = make([]Process, 0, len(ps))
-		for _, p := range ps {
-			used := p.UsedGpuMemory
-			if used == valueNotAvailable {
-				used = 0
-			}
-			d.Processes = append(d.Processes, Process{PID: int(p.Pid), UsedMemoryMiB: used / mib})
-		}
+		d.Processes = processes(ps)
 	} else {
 		d.fail("processes", ret)
 	}
@@ -370,4 +363,18 @@ func sysfsNUMANode(busID string) (int, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// processes turns NVML's compute processes into ours: memory in MiB, 0 when
+// NVML reports it as not available.
+func processes(ps []nvml.ProcessInfo) []Process {
+	out := make([]Process, 0, len(ps))
+	for _, p := range ps {
+		used := p.UsedGpuMemory
+		if used == valueNotAvailable {
+			used = 0
+		}
+		out = append(out, Process{PID: int(p.Pid), UsedMemoryMiB: used / mib})
+	}
+	return out
 }

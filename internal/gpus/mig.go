@@ -54,14 +54,7 @@ func readMIGDevice(index int, h nvml.Device, gpuTotalMiB uint64) MIGDevice {
 		fail("attributes", ret)
 	}
 	if ps, ret := h.GetComputeRunningProcesses(); ret == nvml.SUCCESS {
-		m.Processes = make([]Process, 0, len(ps))
-		for _, p := range ps {
-			used := p.UsedGpuMemory
-			if used == valueNotAvailable {
-				used = 0
-			}
-			m.Processes = append(m.Processes, Process{PID: int(p.Pid), UsedMemoryMiB: used / mib})
-		}
+		m.Processes = processes(ps)
 	} else {
 		fail("processes", ret)
 	}
