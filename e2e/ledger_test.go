@@ -418,10 +418,19 @@ func TestLedgerKilledUnderNonReapingParent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = syscall.Kill(killed.Process.Pid, syscall.SIGCONT) }()
+	// Only once it has stopped: a parent still in wait(2) would reap the
+	// run before the stop takes effect.
+	deadline := time.Now().Add(10 * time.Second)
+	for procState(killed.Process.Pid) != "T" {
+		if time.Now().After(deadline) {
+			t.Fatal("the docker CLI did not stop")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for !isZombie(pid) {
 		if time.Now().After(deadline) {
 			t.Fatal("the killed run did not become a zombie")
@@ -432,13 +441,20 @@ func TestLedgerKilledUnderNonReapingParent(t *testing.T) {
 }
 
 // isZombie reports whether process pid exists as a zombie.
-func isZombie(pid int) bool {
+func isZombie(pid int) bool { return procState(pid) == "Z" }
+
+// procState is the state letter of process pid ("R", "S", "T", "Z"…), ""
+// when there is none.
+func procState(pid int) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return ""
 	}
 	_, rest, ok := strings.Cut(string(b), ") ")
-	return ok && strings.HasPrefix(rest, "Z")
+	if !ok || rest == "" {
+		return ""
+	}
+	return rest[:1]
 }
 
 // TestLedgerKillStorm: 30 runs killed at random moments (claiming,
